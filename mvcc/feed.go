@@ -1,0 +1,237 @@
+package mvcc
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/ignetcd/ignetcd/ordering"
+	"github.com/ignetcd/ignetcd/safeinterval"
+)
+
+// feed follows the engine's change notifications on revlog and releases
+// revisions to the Store strictly in order, each once: notifications are
+// buffered by revision (ordering), released only up to the safe point
+// (safeinterval), and revisions missing for too long, or lost with the
+// subscription, are read from revlog directly (gap fill).
+type feed struct {
+	s *Store
+
+	mu        sync.Mutex
+	buf       *ordering.Buffer[[]*mvccpb.Event] // nil until start
+	early     map[int64][]*mvccpb.Event         // notifications before start
+	rule      safeinterval.Rule
+	gaps      *safeinterval.GapDetector
+	sub       Subscription
+	lost      bool
+	wake      chan struct{} // poked when the loop has work: lost feed, a reader waiting
+	releaseMu sync.Mutex    // keeps releases in order across goroutines
+}
+
+func newFeed(s *Store) *feed {
+	return &feed{
+		s:     s,
+		early: map[int64][]*mvccpb.Event{},
+		rule:  safeinterval.Contiguous{},
+		gaps:  safeinterval.NewGapDetector(s.cfg.GapTimeout),
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+func (f *feed) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *feed) subscribe(ctx context.Context) error {
+	var sub Subscription
+	onLost := func(err error) {
+		f.mu.Lock()
+		if f.sub == sub {
+			f.lost = true
+			f.sub = nil
+		}
+		f.mu.Unlock()
+		f.s.lg.Warn().Err(err).Msg("change feed lost; resubscribing and filling the gap from revlog")
+		f.poke()
+	}
+	sub, err := f.s.eng.Subscribe(ctx, f.s.tables.revlog, f.onPut, onLost)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.sub = sub
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *feed) cancel() {
+	f.mu.Lock()
+	sub := f.sub
+	f.sub = nil
+	f.mu.Unlock()
+	if sub != nil {
+		sub.Cancel()
+	}
+}
+
+// start begins releasing above released (the revision the load reached).
+func (f *feed) start(released int64) {
+	f.mu.Lock()
+	f.buf = ordering.New[[]*mvccpb.Event](released)
+	for rev, evs := range f.early {
+		f.buf.Add(rev, evs)
+	}
+	f.early = nil
+	f.mu.Unlock()
+	f.advance()
+}
+
+// onPut receives one revlog notification. It never blocks on readers: it
+// only buffers and releases.
+func (f *feed) onPut(key, value []byte) {
+	rev, err := decodeRevision(key)
+	if err != nil || rev <= 0 {
+		f.s.lg.Error().Err(err).Msg("ignoring malformed revlog key in change feed")
+		return
+	}
+	evs, err := decodeEvents(value)
+	if err != nil {
+		f.s.lg.Error().Err(err).Int64("revision", rev).Msg("ignoring malformed revlog entry in change feed; gap fill will retry")
+		return
+	}
+	f.add(rev, evs)
+	f.advance()
+}
+
+func (f *feed) add(rev int64, evs []*mvccpb.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.buf == nil {
+		f.early[rev] = evs
+		return
+	}
+	f.buf.Add(rev, evs)
+	f.gaps.Observe(f.buf, time.Now())
+}
+
+// known tells the gap detector that revisions up to rev exist (a reader
+// read the counter and waits for it).
+func (f *feed) known(rev int64) {
+	f.mu.Lock()
+	f.gaps.Known(rev)
+	f.mu.Unlock()
+}
+
+// advance releases everything up to the safe point, in order.
+func (f *feed) advance() {
+	f.releaseMu.Lock()
+	defer f.releaseMu.Unlock()
+	f.mu.Lock()
+	if f.buf == nil {
+		f.mu.Unlock()
+		return
+	}
+	items := f.buf.Release(f.rule.SafePoint(f.buf))
+	f.gaps.Observe(f.buf, time.Now())
+	f.mu.Unlock()
+	for _, it := range items {
+		f.s.release(it.Rev, it.Value)
+	}
+}
+
+// run polls the counter and compacted revision, fills gaps, resubscribes a
+// lost feed, and applies compactions made by other nodes.
+func (f *feed) run() {
+	defer f.s.stopped.Done()
+	ticker := time.NewTicker(f.s.cfg.PollInterval)
+	defer ticker.Stop()
+	backoff := f.s.cfg.PollInterval
+	for {
+		select {
+		case <-f.s.stop:
+			return
+		case <-ticker.C:
+		case <-f.wake:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		f.mu.Lock()
+		lost := f.lost
+		f.mu.Unlock()
+		if lost {
+			if err := f.subscribe(ctx); err != nil {
+				cancel()
+				f.s.lg.Warn().Err(err).Dur("retry_in", backoff).Msg("resubscribing to the change feed failed")
+				select {
+				case <-f.s.stop:
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				f.poke()
+				continue
+			}
+			backoff = f.s.cfg.PollInterval
+			f.mu.Lock()
+			f.lost = false
+			f.gaps.Lost()
+			f.mu.Unlock()
+			f.s.lg.Info().Msg("change feed resubscribed")
+		}
+		f.poll(ctx)
+		cancel()
+	}
+}
+
+func (f *feed) poll(ctx context.Context) {
+	counter, compact, err := f.s.readMeta(ctx)
+	if err != nil {
+		f.s.lg.Debug().Err(err).Msg("reading the revision counter failed")
+		return
+	}
+	f.known(counter)
+	for {
+		f.mu.Lock()
+		due := f.gaps.Due(f.buf, time.Now(), 256)
+		f.mu.Unlock()
+		if len(due) == 0 {
+			break
+		}
+		keys := make([][]byte, len(due))
+		for i, rev := range due {
+			keys[i] = revisionKey(rev)
+		}
+		vals, err := f.s.eng.GetAll(ctx, f.s.tables.revlog, keys)
+		if err != nil {
+			f.s.lg.Debug().Err(err).Msg("gap fill read failed")
+			return
+		}
+		filled := 0
+		for i, v := range vals {
+			if v == nil {
+				continue // not visible yet; retried on the next poll
+			}
+			evs, err := decodeEvents(v)
+			if err != nil {
+				f.s.lg.Error().Err(err).Int64("revision", due[i]).Msg("malformed revlog entry")
+				continue
+			}
+			f.add(due[i], evs)
+			filled++
+		}
+		if filled > 0 {
+			f.s.lg.Debug().Int("revisions", filled).Msg("filled change feed gap from revlog")
+		}
+		f.advance()
+		if filled < len(due) {
+			break
+		}
+	}
+	if compact > f.s.CompactRevision() && compact <= f.s.Revision() {
+		f.s.applyCompaction(compact)
+	}
+}

@@ -1,0 +1,121 @@
+package mvcc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// Table names, appended to the store's prefix so that two ignetcd clusters
+// can share one engine (design brief section 2).
+const (
+	tableKV      = "kv"      // user key → mvccpb.KeyValue, the latest version; absent when deleted
+	tableHistory = "history" // historyKey(rev, sub) → mvccpb.Event as written at that revision
+	tableRevlog  = "revlog"  // revisionKey(rev) → every event of that revision (encodeEvents)
+	tableMeta    = "meta"    // metaRevision, metaCompact → 8-byte big-endian revision
+	tableLeases  = "leases"  // revisionKey(lease id) → encodeLease
+)
+
+var (
+	metaRevision = []byte("revision")
+	metaCompact  = []byte("compact")
+)
+
+// revisionKey encodes a revision (or lease id) as 8 big-endian bytes.
+func revisionKey(rev int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(rev))
+	return b
+}
+
+func decodeRevision(b []byte) (int64, error) {
+	if b == nil {
+		return 0, nil
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("mvcc: bad revision encoding of %d bytes", len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}
+
+// historyKey names one event: its main revision and its position in the
+// revision (etcd's sub-revision), which is unique without the user key.
+func historyKey(rev int64, sub int) []byte {
+	b := make([]byte, 12)
+	binary.BigEndian.PutUint64(b, uint64(rev))
+	binary.BigEndian.PutUint32(b[8:], uint32(sub))
+	return b
+}
+
+func decodeHistoryKey(b []byte) (rev int64, sub int, err error) {
+	if len(b) != 12 {
+		return 0, 0, fmt.Errorf("mvcc: bad history key of %d bytes", len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), int(binary.BigEndian.Uint32(b[8:])), nil
+}
+
+var errBadEvents = errors.New("mvcc: malformed revlog entry")
+
+// encodeEvents writes a revision's events as a count followed by
+// length-prefixed mvccpb.Event messages, in sub-revision order.
+func encodeEvents(evs []*mvccpb.Event) []byte {
+	size := binary.MaxVarintLen64
+	for _, ev := range evs {
+		size += binary.MaxVarintLen64 + ev.Size()
+	}
+	b := make([]byte, 0, size)
+	b = binary.AppendUvarint(b, uint64(len(evs)))
+	for _, ev := range evs {
+		m, _ := ev.Marshal()
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		b = append(b, m...)
+	}
+	return b
+}
+
+func decodeEvents(b []byte) ([]*mvccpb.Event, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, errBadEvents
+	}
+	b = b[k:]
+	evs := make([]*mvccpb.Event, 0, n)
+	for i := uint64(0); i < n; i++ {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, errBadEvents
+		}
+		ev := &mvccpb.Event{}
+		if err := ev.Unmarshal(b[k : k+int(l)]); err != nil || ev.Kv == nil {
+			return nil, errBadEvents
+		}
+		evs = append(evs, ev)
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, errBadEvents
+	}
+	return evs, nil
+}
+
+// leaseRecord is a lease as stored in the leases table.
+type leaseRecord struct {
+	ttl    int64 // granted TTL in seconds
+	expiry int64 // deadline in unix nanoseconds
+}
+
+func encodeLease(l leaseRecord) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(l.ttl))
+	binary.BigEndian.PutUint64(b[8:], uint64(l.expiry))
+	return b
+}
+
+func decodeLease(b []byte) (leaseRecord, error) {
+	if len(b) != 16 {
+		return leaseRecord{}, fmt.Errorf("mvcc: bad lease record of %d bytes", len(b))
+	}
+	return leaseRecord{ttl: int64(binary.BigEndian.Uint64(b)), expiry: int64(binary.BigEndian.Uint64(b[8:]))}, nil
+}

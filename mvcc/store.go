@@ -1,0 +1,330 @@
+package mvcc
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// Config tunes a Store. Zero values take the defaults.
+type Config struct {
+	// Prefix is prepended to every table name, so that several ignetcd
+	// clusters can share one engine.
+	Prefix string
+	Logger zerolog.Logger
+	// GapTimeout is how long a missing revision may stay missing in the
+	// feed before it is read from revlog directly.
+	GapTimeout time.Duration
+	// PollInterval is how often the feed reads the counter and the compacted
+	// revision, to detect lost tail notifications and others' compactions.
+	PollInterval time.Duration
+	// LeaseCheckInterval is how often expired leases are looked for.
+	LeaseCheckInterval time.Duration
+	// MinLeaseTTL is the smallest TTL granted, in seconds (etcd's default
+	// configuration gives 2).
+	MinLeaseTTL int64
+}
+
+func (c *Config) setDefaults() {
+	if c.GapTimeout == 0 {
+		c.GapTimeout = 250 * time.Millisecond
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 100 * time.Millisecond
+	}
+	if c.LeaseCheckInterval == 0 {
+		c.LeaseCheckInterval = 500 * time.Millisecond
+	}
+	if c.MinLeaseTTL == 0 {
+		c.MinLeaseTTL = 2
+	}
+}
+
+// MaxLeaseTTL is etcd's largest lease TTL in seconds.
+const MaxLeaseTTL = 9000000000
+
+// Store is one node's view of the etcd keyspace kept in an Engine.
+type Store struct {
+	cfg Config
+	eng Engine
+	lg  zerolog.Logger
+
+	// tables holds the prefixed table names.
+	tables struct{ kv, history, revlog, meta, leases string }
+
+	// mu guards the released state below; the feed writes it, reads share it.
+	mu         sync.RWMutex
+	ix         *index
+	events     eventLog
+	safePoint  int64 // every revision <= safePoint is in ix and events
+	compactRev int64
+	// advanced is closed (and replaced) whenever safePoint or compactRev
+	// moves, to wake waiting readers and watch streams.
+	advanced chan struct{}
+
+	// writeMu makes this node run one write transaction at a time: they
+	// would queue on the counter lock anyway, and each would hold an engine
+	// connection while waiting.
+	writeMu sync.Mutex
+
+	feed *feed
+
+	stop    chan struct{}
+	stopped sync.WaitGroup
+}
+
+// eventLog is every released revision's events since the compacted revision,
+// indexed by revision, for watch replay and live delivery. Its KeyValues are
+// the ones the index holds.
+type eventLog struct {
+	first int64 // revision of revs[0]
+	revs  [][]*mvccpb.Event
+}
+
+func (l *eventLog) get(rev int64) []*mvccpb.Event {
+	i := rev - l.first
+	if i < 0 || i >= int64(len(l.revs)) {
+		return nil
+	}
+	return l.revs[i]
+}
+
+func (l *eventLog) appendRev(rev int64, evs []*mvccpb.Event) {
+	if len(l.revs) == 0 {
+		l.first = rev
+	}
+	for l.first+int64(len(l.revs)) < rev {
+		l.revs = append(l.revs, nil) // a revision known never to exist
+	}
+	l.revs = append(l.revs, evs)
+}
+
+// trimBefore drops revisions below rev.
+func (l *eventLog) trimBefore(rev int64) {
+	n := rev - l.first
+	if n <= 0 {
+		return
+	}
+	if n >= int64(len(l.revs)) {
+		l.revs, l.first = nil, rev
+		return
+	}
+	l.revs = append([][]*mvccpb.Event(nil), l.revs[n:]...)
+	l.first = rev
+}
+
+// Open loads the node's view from eng and starts following its change feed.
+// It returns once the view has caught up with the counter read at start-up.
+func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	s := &Store{cfg: cfg, eng: eng, lg: cfg.Logger, ix: newIndex(), advanced: make(chan struct{}), stop: make(chan struct{})}
+	s.tables.kv = cfg.Prefix + tableKV
+	s.tables.history = cfg.Prefix + tableHistory
+	s.tables.revlog = cfg.Prefix + tableRevlog
+	s.tables.meta = cfg.Prefix + tableMeta
+	s.tables.leases = cfg.Prefix + tableLeases
+
+	started := time.Now()
+	// Subscribe first: every revision committed after the counter read
+	// below is then delivered by the feed; every one at or below it is in
+	// history, which the scan reads.
+	s.feed = newFeed(s)
+	if err := s.feed.subscribe(ctx); err != nil {
+		return nil, err
+	}
+	counter, _, err := s.readMeta(ctx)
+	if err != nil {
+		s.feed.cancel()
+		return nil, err
+	}
+	if err := s.load(ctx, counter); err != nil {
+		s.feed.cancel()
+		return nil, err
+	}
+	s.feed.start(counter)
+	s.stopped.Add(2)
+	go s.feed.run()
+	go s.leaseLoop()
+	s.lg.Info().Int64("revision", counter).Int64("compact_revision", s.CompactRevision()).
+		Dur("took", time.Since(started)).Msg("loaded keyspace from storage")
+	return s, nil
+}
+
+// Close stops the feed and the lease loop. The engine is the caller's.
+func (s *Store) Close() {
+	select {
+	case <-s.stop:
+		return
+	default:
+	}
+	close(s.stop)
+	s.feed.cancel()
+	s.stopped.Wait()
+	s.mu.Lock()
+	s.wakeLocked()
+	s.mu.Unlock()
+}
+
+// readMeta reads the revision counter and the compacted revision, unlocked.
+func (s *Store) readMeta(ctx context.Context) (counter, compact int64, err error) {
+	vals, err := s.eng.GetAll(ctx, s.tables.meta, [][]byte{metaRevision, metaCompact})
+	if err != nil {
+		return 0, 0, err
+	}
+	if counter, err = decodeRevision(vals[0]); err != nil {
+		return 0, 0, err
+	}
+	if compact, err = decodeRevision(vals[1]); err != nil {
+		return 0, 0, err
+	}
+	return counter, compact, nil
+}
+
+// load builds the index and event log from history, up to counter.
+func (s *Store) load(ctx context.Context, counter int64) error {
+	type loaded struct {
+		rev int64
+		sub int
+		ev  *mvccpb.Event
+	}
+	var all []loaded
+	err := s.eng.Scan(ctx, s.tables.history, func(key, value []byte) error {
+		rev, sub, err := decodeHistoryKey(key)
+		if err != nil {
+			return err
+		}
+		if rev > counter {
+			return nil // committed after the counter read: the feed brings it
+		}
+		ev := &mvccpb.Event{}
+		if err := ev.Unmarshal(value); err != nil || ev.Kv == nil {
+			return fmt.Errorf("mvcc: malformed history entry at revision %d: %v", rev, err)
+		}
+		all = append(all, loaded{rev, sub, ev})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].rev != all[j].rev {
+			return all[i].rev < all[j].rev
+		}
+		return all[i].sub < all[j].sub
+	})
+	// Read the compacted revision after the scan: entries a concurrent
+	// compaction removed during the scan are all below it.
+	_, compact, err := s.readMeta(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events.first = max(compact, 1)
+	for i := 0; i < len(all); {
+		j := i
+		for j < len(all) && all[j].rev == all[i].rev {
+			j++
+		}
+		evs := make([]*mvccpb.Event, 0, j-i)
+		for k := i; k < j; k++ {
+			s.ix.apply(all[k].ev, all[k].sub)
+			evs = append(evs, all[k].ev)
+		}
+		if all[i].rev >= compact {
+			s.events.appendRev(all[i].rev, evs)
+		}
+		i = j
+	}
+	s.ix.compact(compact)
+	s.compactRev = compact
+	s.safePoint = counter
+	if len(s.events.revs) == 0 {
+		s.events.first = counter + 1
+	}
+	return nil
+}
+
+// wakeLocked wakes everyone waiting for the released state to move; mu held.
+func (s *Store) wakeLocked() {
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+}
+
+// release applies revisions handed over by the feed, in order; each rev is
+// above the safe point.
+func (s *Store) release(rev int64, evs []*mvccpb.Event) {
+	s.mu.Lock()
+	for i, ev := range evs {
+		s.ix.apply(ev, i)
+	}
+	if len(s.events.revs) == 0 {
+		s.events.first = rev
+	}
+	s.events.appendRev(rev, evs)
+	s.safePoint = rev
+	s.wakeLocked()
+	s.mu.Unlock()
+}
+
+// Revision returns the node's safe point: the newest revision whose effects
+// (and all before it) are visible here.
+func (s *Store) Revision() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.safePoint
+}
+
+// CompactRevision returns the compacted revision as this node knows it.
+func (s *Store) CompactRevision() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.compactRev
+}
+
+// DBSize approximates the bytes of keys and values held since compaction.
+func (s *Store) DBSize() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ix.bytes
+}
+
+// waitFor blocks until the safe point reaches rev.
+func (s *Store) waitFor(ctx context.Context, rev int64) error {
+	for {
+		s.mu.RLock()
+		reached, ch := s.safePoint >= rev, s.advanced
+		s.mu.RUnlock()
+		if reached {
+			return nil
+		}
+		s.feed.known(rev)
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stop:
+			return ErrStopped
+		}
+	}
+}
+
+// applyCompaction drops index history and event log entries below rev once
+// the node has released rev; it returns what the index dropped.
+func (s *Store) applyCompaction(rev int64) []keyVersion {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rev <= s.compactRev || rev > s.safePoint {
+		return nil
+	}
+	dropped := s.ix.compact(rev)
+	s.events.trimBefore(rev)
+	s.compactRev = rev
+	s.wakeLocked()
+	return dropped
+}

@@ -1,0 +1,305 @@
+package mvcc
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// WatchStream holds the watchers of one client watch stream. Delivery is
+// pulled: the stream's sender calls Next, which reads released revisions from
+// the store's event log for each watcher from where it stopped. Nothing is
+// pushed or buffered per watcher, so a slow client holds back only its own
+// stream and never the feed; if it falls behind a compaction, its watchers
+// are cancelled with the compact revision, as etcd does.
+type WatchStream struct {
+	s *Store
+
+	mu          sync.Mutex
+	watchers    map[int64]*watcher
+	nextID      int64
+	ctrl        []*pb.WatchResponse // created/canceled responses, in request order
+	progressAll bool                // a WatchProgressRequest awaits an answer
+	closed      bool
+	notify      chan struct{}
+}
+
+type watcher struct {
+	id       int64
+	key, end []byte // end: nil single key, empty unbounded
+	startRev int64
+	next     int64 // first revision not yet delivered
+	// synced watchers get one response per revision (header = that
+	// revision); unsynced ones catch up in batches (header = safe point).
+	synced       bool
+	prevKV       bool
+	noPut        bool
+	noDelete     bool
+	progress     bool // progress_notify requested
+	progressDue  bool // a periodic progress notification is pending
+	progressIdle bool // no events sent since the last tick
+}
+
+// watchBatchMaxRevs bounds how many revisions one catch-up response carries,
+// as etcd's watchBatchMaxRevs.
+const watchBatchMaxRevs = 1000
+
+// InvalidWatchID is clientv3.InvalidWatchID.
+const InvalidWatchID = -1
+
+// NewWatchStream opens a watch stream.
+func (s *Store) NewWatchStream() *WatchStream {
+	return &WatchStream{s: s, watchers: map[int64]*watcher{}, notify: make(chan struct{}, 1)}
+}
+
+func (ws *WatchStream) poke() {
+	select {
+	case ws.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Create handles a WatchCreateRequest as etcd's v3rpc and mvcc do; the
+// created (or refused) response is queued for Next. It returns the watch id,
+// or InvalidWatchID when refused.
+func (ws *WatchStream) Create(req *pb.WatchCreateRequest) int64 {
+	cur := ws.s.Revision()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	defer ws.poke()
+	refuse := func(reason string) {
+		ws.ctrl = append(ws.ctrl, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: cur},
+			WatchId: InvalidWatchID, Created: true, Canceled: true, CancelReason: reason})
+	}
+	key := req.Key
+	if len(key) == 0 {
+		key = []byte{0}
+	}
+	if req.StartRevision < 0 {
+		refuse("etcdserver: mvcc: required revision has been compacted")
+		return InvalidWatchID
+	}
+	end := rangeEnd(req.RangeEnd)
+	if len(end) != 0 && bytes.Compare(key, end) != -1 {
+		refuse(ErrEmptyWatcherRange.Error())
+		return InvalidWatchID
+	}
+	id := req.WatchId
+	if id == 0 { // clientv3.AutoWatchID
+		for ws.watchers[ws.nextID] != nil {
+			ws.nextID++
+		}
+		id = ws.nextID
+		ws.nextID++
+	} else if ws.watchers[id] != nil {
+		refuse(ErrWatcherDuplicateID.Error())
+		return InvalidWatchID
+	}
+	w := &watcher{id: id, key: key, end: end, startRev: req.StartRevision, prevKV: req.PrevKv,
+		progress: req.ProgressNotify, progressIdle: true}
+	for _, f := range req.Filters {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			w.noPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			w.noDelete = true
+		}
+	}
+	if req.StartRevision == 0 || req.StartRevision > cur {
+		w.synced = true
+		w.next = max(cur+1, req.StartRevision)
+	} else {
+		w.next = req.StartRevision
+	}
+	ws.watchers[id] = w
+	ws.ctrl = append(ws.ctrl, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: cur}, WatchId: id, Created: true})
+	return id
+}
+
+// Cancel removes a watcher; unknown ids are ignored, as etcd does.
+func (ws *WatchStream) Cancel(id int64) {
+	cur := ws.s.Revision()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.watchers[id] == nil {
+		return
+	}
+	delete(ws.watchers, id)
+	ws.ctrl = append(ws.ctrl, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: cur}, WatchId: id, Canceled: true})
+	ws.poke()
+}
+
+// RequestProgress asks for one progress response (watch id -1) at the safe
+// point, sent only once every watcher of the stream has caught up; etcd
+// drops the request otherwise, and so does this.
+func (ws *WatchStream) RequestProgress() {
+	ws.mu.Lock()
+	ws.progressAll = true
+	ws.mu.Unlock()
+	ws.poke()
+}
+
+// Tick is the periodic progress_notify timer: each progress watcher that sent
+// no events since the last tick gets a progress response.
+func (ws *WatchStream) Tick() {
+	ws.mu.Lock()
+	for _, w := range ws.watchers {
+		if w.progress && w.progressIdle {
+			w.progressDue = true
+		}
+		w.progressIdle = true
+	}
+	ws.mu.Unlock()
+	ws.poke()
+}
+
+// Close drops every watcher; Next returns ErrStopped.
+func (ws *WatchStream) Close() {
+	ws.mu.Lock()
+	ws.closed = true
+	ws.watchers = nil
+	ws.mu.Unlock()
+	ws.poke()
+}
+
+// WatcherCount reports how many watchers the stream has.
+func (ws *WatchStream) WatcherCount() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return len(ws.watchers)
+}
+
+// Next blocks until there is something to send and returns it in order:
+// control responses first, then events and progress.
+func (ws *WatchStream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
+	for {
+		ws.s.mu.RLock()
+		advanced := ws.s.advanced
+		out, err := ws.collect()
+		ws.s.mu.RUnlock()
+		if err != nil || len(out) > 0 {
+			return out, err
+		}
+		select {
+		case <-ws.notify:
+		case <-advanced:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ws.s.stop:
+			return nil, ErrStopped
+		}
+	}
+}
+
+// collect builds the responses due now; s.mu is read-locked.
+func (ws *WatchStream) collect() ([]*pb.WatchResponse, error) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.closed {
+		return nil, ErrStopped
+	}
+	s := ws.s
+	safe, compact := s.safePoint, s.compactRev
+	out := ws.ctrl
+	ws.ctrl = nil
+
+	ids := make([]int64, 0, len(ws.watchers))
+	for id := range ws.watchers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		w := ws.watchers[id]
+		if w.next > safe {
+			continue
+		}
+		if w.next < compact {
+			// etcd's compacted response carries no header revision.
+			out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{}, WatchId: id, CompactRevision: compact, Canceled: true})
+			delete(ws.watchers, id)
+			continue
+		}
+		if w.synced {
+			for rev := w.next; rev <= safe; rev++ {
+				if evs := ws.eventsFor(w, rev); len(evs) > 0 {
+					out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: id, Events: evs})
+					w.progressIdle = false
+				}
+			}
+			w.next = safe + 1
+			continue
+		}
+		var evs []*mvccpb.Event
+		revs := 0
+		rev := w.next
+		for ; rev <= safe; rev++ {
+			e := ws.eventsFor(w, rev)
+			if len(e) == 0 {
+				continue
+			}
+			if revs == watchBatchMaxRevs {
+				break
+			}
+			evs = append(evs, e...)
+			revs++
+		}
+		w.next = rev
+		if rev > safe {
+			w.synced = true
+		}
+		if len(evs) > 0 {
+			out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: safe}, WatchId: id, Events: evs})
+			w.progressIdle = false
+		}
+	}
+
+	caughtUp := len(ws.watchers) > 0
+	for _, w := range ws.watchers {
+		if !w.synced || w.next <= safe || w.startRev > safe {
+			caughtUp = false
+		}
+	}
+	for _, id := range ids {
+		w := ws.watchers[id]
+		if w == nil || !w.progressDue {
+			continue
+		}
+		w.progressDue = false
+		if w.synced && w.next > safe && w.startRev <= safe {
+			out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: safe}, WatchId: id})
+		}
+	}
+	if ws.progressAll {
+		ws.progressAll = false
+		if caughtUp {
+			out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: safe}, WatchId: InvalidWatchID})
+		}
+	}
+	return out, nil
+}
+
+// eventsFor returns w's events at rev: filtered, with prev_kv when asked.
+func (ws *WatchStream) eventsFor(w *watcher, rev int64) []*mvccpb.Event {
+	var out []*mvccpb.Event
+	for _, ev := range ws.s.events.get(rev) {
+		if !inRange(ev.Kv.Key, w.key, w.end) {
+			continue
+		}
+		if (ev.Type == mvccpb.PUT && w.noPut) || (ev.Type == mvccpb.DELETE && w.noDelete) {
+			continue
+		}
+		e := &mvccpb.Event{Type: ev.Type, Kv: ev.Kv}
+		isCreate := ev.Type == mvccpb.PUT && ev.Kv.CreateRevision == ev.Kv.ModRevision
+		if w.prevKV && !isCreate && rev-1 >= ws.s.compactRev {
+			if ki := ws.s.ix.get(ev.Kv.Key); ki != nil {
+				e.PrevKv = ki.at(rev - 1)
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
