@@ -127,21 +127,21 @@ func TestEncodeRejects(t *testing.T) {
 
 func TestDecodeMalformed(t *testing.T) {
 	for _, h := range []string{
-		"",                                  // nothing
-		"04 01",                             // truncated long
-		"09 05 00 00 00 61",                 // string shorter than its length
-		"09 FF FF FF FF",                    // negative length
-		"0F FF FF FF 7F",                    // huge long[] count
-		"18 FF FF FF 7F 01",                 // huge collection
+		"",                  // nothing
+		"04 01",             // truncated long
+		"09 05 00 00 00 61", // string shorter than its length
+		"09 FF FF FF FF",    // negative length
+		"0F FF FF FF 7F",    // huge long[] count
+		"18 FF FF FF 7F 01", // huge collection
 		"14 01 00 00 00 04 00 00 00 00 00 00 00 00", // long in string[]
-		"67 01 00 00",                       // short object
+		"67 01 00 00", // short object
 		"67 02 00 00 00 00 00 00 00 00 00 00 18 00 00 00 00 00 00 00 18 00 00 00", // bad version
 		"67 01 00 00 00 00 00 00 00 00 00 00 FF 00 00 00 00 00 00 00 18 00 00 00", // length beyond input
-		"1B 01 00 00 00 67 00 00 00 00",     // wrapped garbage
-		"66 00 00 00 00",                    // handle to itself
-		"23",                                // proxy
-		"C8",                                // unknown code
-		"65 65",                             // trailing bytes
+		"1B 01 00 00 00 67 00 00 00 00",                                           // wrapped garbage
+		"66 00 00 00 00",                                                          // handle to itself
+		"23",                                                                      // proxy
+		"C8",                                                                      // unknown code
+		"65 65",                                                                   // trailing bytes
 	} {
 		_, err := Decode(mustHex(t, h))
 		if !errors.Is(err, ErrMalformed) {
