@@ -1,6 +1,7 @@
 package it
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -62,6 +63,8 @@ type genState struct {
 	compact int64 // latest successful compaction revision (0 = none)
 	streams int   // watch streams opened so far
 	live    []liveWatch
+	leases  []int64 // granted and not revoked, in grant order
+	inTxn   bool    // generating txn sub-operations: fewer invalid requests
 }
 
 type liveWatch struct {
@@ -88,10 +91,18 @@ func newGen(seed int64) *gen {
 	return &gen{r: rand.New(rand.NewPCG(uint64(seed), 0x1d1f_e7cd))}
 }
 
-func (g *gen) pct(p int) bool    { return g.r.IntN(100) < p }
-func (g *gen) key() []byte        { return []byte(diffKeys[g.r.IntN(len(diffKeys))]) }
-func (g *gen) value() []byte      { return []byte(diffValues[g.r.IntN(len(diffValues))]) }
-func (g *gen) leaseID() int64     { return diffLeases[g.r.IntN(len(diffLeases))] }
+func (g *gen) pct(p int) bool { return g.r.IntN(100) < p }
+func (g *gen) key() []byte    { return []byte(diffKeys[g.r.IntN(len(diffKeys))]) }
+func (g *gen) value() []byte  { return []byte(diffValues[g.r.IntN(len(diffValues))]) }
+func (g *gen) leaseID() int64 { return diffLeases[g.r.IntN(len(diffLeases))] }
+
+// existingLease mostly picks a granted lease, so puts and revokes succeed.
+func (g *gen) existingLease(s *genState) int64 {
+	if len(s.leases) > 0 && g.pct(80) {
+		return s.leases[g.r.IntN(len(s.leases))]
+	}
+	return g.leaseID()
+}
 func (g *gen) between(a, b int64) int64 { // inclusive; a<=b
 	if b <= a {
 		return a
@@ -136,15 +147,16 @@ func (g *gen) keyRange() ([]byte, []byte) {
 // revision picks a read revision: current, a valid past one, the compaction
 // point, a compacted one, a future one or a negative one.
 func (g *gen) revision(s *genState) int64 {
-	switch n := g.r.IntN(100); {
+	n := g.r.IntN(100)
+	switch {
 	case n < 50:
 		return 0
-	case n < 75:
-		return g.between(max(1, s.compact), s.rev)
-	case n < 80 && s.compact > 0:
+	case n < 80 && n >= 75 && s.compact > 0:
 		return s.compact
-	case n < 87 && s.compact > 1:
+	case n < 87 && n >= 80 && s.compact > 1:
 		return g.between(1, s.compact-1)
+	case n < 87:
+		return g.between(max(1, s.compact), s.rev)
 	case n < 95:
 		return s.rev + g.between(1, 3)
 	default:
@@ -155,21 +167,25 @@ func (g *gen) revision(s *genState) int64 {
 func (g *gen) put(s *genState) *pb.PutRequest {
 	r := &pb.PutRequest{Key: g.key(), Value: g.value(), PrevKv: g.pct(50)}
 	if g.pct(25) {
-		r.Lease = g.leaseID()
+		r.Lease = g.existingLease(s)
 	}
-	if g.pct(8) {
+	ign := 8
+	if s.inTxn {
+		ign = 3
+	}
+	if g.pct(ign) {
 		r.IgnoreValue = true
 		if g.pct(70) {
 			r.Value = nil
 		}
 	}
-	if g.pct(8) {
+	if g.pct(ign) {
 		r.IgnoreLease = true
 		if g.pct(70) {
 			r.Lease = 0
 		}
 	}
-	if g.pct(2) {
+	if g.pct(2) && !s.inTxn {
 		r.Key = nil // "key is not provided"
 	}
 	return r
@@ -190,7 +206,9 @@ func (g *gen) rangeReq(s *genState) *pb.RangeRequest {
 		r.SortOrder = pb.RangeRequest_SortOrder(g.r.IntN(3))
 		r.SortTarget = pb.RangeRequest_SortTarget(g.r.IntN(5))
 	}
-	r.Revision = g.revision(s)
+	if !s.inTxn || g.pct(20) {
+		r.Revision = g.revision(s)
+	}
 	if g.pct(10) {
 		r.MinModRevision = g.between(0, s.rev)
 	}
@@ -203,7 +221,7 @@ func (g *gen) rangeReq(s *genState) *pb.RangeRequest {
 	if g.pct(10) {
 		r.MaxCreateRevision = g.between(0, s.rev)
 	}
-	if g.pct(2) {
+	if g.pct(2) && !s.inTxn {
 		r.Key = nil
 	}
 	return r
@@ -212,7 +230,7 @@ func (g *gen) rangeReq(s *genState) *pb.RangeRequest {
 func (g *gen) deleteReq(s *genState) *pb.DeleteRangeRequest {
 	k, end := g.keyRange()
 	r := &pb.DeleteRangeRequest{Key: k, RangeEnd: end, PrevKv: g.pct(50)}
-	if g.pct(2) {
+	if g.pct(2) && !s.inTxn {
 		r.Key = nil
 	}
 	return r
@@ -254,29 +272,76 @@ func (g *gen) compare(s *genState) *pb.Compare {
 	return c
 }
 
-func (g *gen) requestOp(s *genState, depth int) *pb.RequestOp {
+// requestOp generates one txn operation. Unless txn.dups, a write whose
+// key range overlaps an earlier write of the same request is turned into a
+// range, since etcd rejects those ("duplicate key given in txn request") and
+// we want most transactions to execute.
+func (g *gen) requestOp(s *genState, t *txnGen, depth int) *pb.RequestOp {
+	rangeOp := func() *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: g.rangeReq(s)}}
+	}
 	switch n := g.r.IntN(100); {
 	case n < 30:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: g.rangeReq(s)}}
+		return rangeOp()
 	case n < 65:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: g.put(s)}}
+		p := g.put(s)
+		if !t.claim(p.Key, nil) {
+			return rangeOp()
+		}
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: p}}
 	case n < 85 || depth >= 2:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: g.deleteReq(s)}}
+		d := g.deleteReq(s)
+		if !t.claim(d.Key, d.RangeEnd) {
+			return rangeOp()
+		}
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: d}}
 	default:
-		return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: g.txn(s, depth+1)}}
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: g.txnAt(s, t, depth+1)}}
 	}
 }
 
+// txnGen tracks the key intervals written by the txn being generated.
+type txnGen struct {
+	dups   bool // allow overlapping writes (to hit the duplicate-key error)
+	writes [][2][]byte
+}
+
+// claim records a write of [key, end) and reports whether it is allowed.
+// end nil = single key; end "\x00" = to infinity.
+func (t *txnGen) claim(key, end []byte) bool {
+	lo, hi := key, end
+	if len(hi) == 0 {
+		hi = append(append([]byte(nil), key...), 0)
+	} else if len(hi) == 1 && hi[0] == 0 {
+		hi = nil // infinity
+	}
+	if !t.dups {
+		for _, w := range t.writes {
+			if (w[1] == nil || bytes.Compare(lo, w[1]) < 0) && (hi == nil || bytes.Compare(w[0], hi) < 0) {
+				return false
+			}
+		}
+	}
+	t.writes = append(t.writes, [2][]byte{lo, hi})
+	return true
+}
+
 func (g *gen) txn(s *genState, depth int) *pb.TxnRequest {
+	s.inTxn = true
+	defer func() { s.inTxn = false }()
+	return g.txnAt(s, &txnGen{dups: g.pct(10)}, depth)
+}
+
+func (g *gen) txnAt(s *genState, tg *txnGen, depth int) *pb.TxnRequest {
 	t := &pb.TxnRequest{}
 	for i, n := 0, g.r.IntN(4); i < n; i++ {
 		t.Compare = append(t.Compare, g.compare(s))
 	}
 	for i, n := 0, g.r.IntN(5); i < n; i++ {
-		t.Success = append(t.Success, g.requestOp(s, depth))
+		t.Success = append(t.Success, g.requestOp(s, tg, depth))
 	}
 	for i, n := 0, g.r.IntN(4); i < n; i++ {
-		t.Failure = append(t.Failure, g.requestOp(s, depth))
+		t.Failure = append(t.Failure, g.requestOp(s, tg, depth))
 	}
 	if depth == 0 && g.pct(1) { // too many operations (default --max-txn-ops=128)
 		for i := 0; i < 129; i++ {
@@ -295,6 +360,8 @@ func (g *gen) compact(s *genState) *pb.CompactionRequest {
 		r.Revision = s.compact // already compacted (or 0)
 	case n < 88 && s.compact > 1:
 		r.Revision = g.between(1, s.compact-1)
+	case n < 88:
+		r.Revision = g.between(s.compact+1, s.rev)
 	default:
 		r.Revision = s.rev + g.between(1, 2)
 	}
@@ -311,7 +378,18 @@ func (g *gen) leaseGrant() *pb.LeaseGrantRequest {
 // watchCreate returns a create request. kind: "live" (start_revision 0),
 // "past" (start_revision <= current, maybe compacted or negative), "future".
 func (g *gen) watchCreate(s *genState, kind string) *pb.WatchCreateRequest {
-	k, end := g.keyRange()
+	k, end := g.key(), []byte(nil)
+	switch n := g.r.IntN(100); {
+	case n < 35:
+	case n < 65:
+		end = prefixEnd(k)
+	case n < 80:
+		end = []byte{0}
+	case n < 90:
+		k, end = []byte{0}, []byte{0}
+	default:
+		k, end = []byte("a/"), prefixEnd([]byte("a/"))
+	}
 	w := &pb.WatchCreateRequest{Key: k, RangeEnd: end, PrevKv: g.pct(40)}
 	if g.pct(15) {
 		w.Filters = append(w.Filters, pb.WatchCreateRequest_NOPUT)
@@ -353,9 +431,9 @@ func (g *gen) next(s *genState) *op {
 	case n < 830:
 		return kv(g.leaseGrant())
 	case n < 860:
-		return kv(&pb.LeaseRevokeRequest{ID: g.leaseID()})
+		return kv(&pb.LeaseRevokeRequest{ID: g.existingLease(s)})
 	case n < 895:
-		return kv(&pb.LeaseTimeToLiveRequest{ID: g.leaseID(), Keys: g.pct(70)})
+		return kv(&pb.LeaseTimeToLiveRequest{ID: g.existingLease(s), Keys: g.pct(70)})
 	case n < 910:
 		return kv(&pb.LeaseLeasesRequest{})
 	case n < 945:
@@ -365,6 +443,8 @@ func (g *gen) next(s *genState) *op {
 		return &op{kind: opWatchCancel, stream: lw.stream, watchID: lw.id}
 	case n < 985:
 		return &op{kind: opWatchSync}
+	case n < 987:
+		return kv(g.put(s))
 	case n < 990:
 		// Over --max-request-bytes (1.5 MiB): "etcdserver: request is too large".
 		return kv(&pb.PutRequest{Key: g.key(), Value: make([]byte, 1600*1024)})

@@ -308,7 +308,15 @@ type wstream struct {
 // up (same number of responses with the same event counts), the
 // header.revision of each batch is compared too; otherwise each side is only
 // checked for header.revision >= every event's mod_revision.
-func compareWatchHistories(st *wstream) string {
+// It also returns the number of history items compared.
+func compareWatchHistories(st *wstream) (string, int) {
+	msg, n := "", 0
+	count := func(k int) { n += k }
+	msg = compareWatchHistories1(st, count)
+	return msg, n
+}
+
+func compareWatchHistories1(st *wstream, count func(int)) string {
 	for _, side := range []*wside{st.ref, st.sub} {
 		if bad := side.unknownResponses(); len(bad) > 0 {
 			return fmt.Sprintf("stream %d: %s sent a response for no known watch: %s", st.idx, side.s.name, clip(bad[0].String()))
@@ -327,6 +335,7 @@ func compareWatchHistories(st *wstream) string {
 		id := rc.created.WatchId
 		ri, rb := st.ref.history(id)
 		si, sb := st.sub.history(id)
+		count(len(ri))
 		where := fmt.Sprintf("stream %d (%s) watch #%d id=%d {%s}", st.idx, st.kind, i, id, clip(rc.req.String()))
 		for k := 0; k < max(len(ri), len(si)); k++ {
 			if k >= len(ri) || k >= len(si) || !bytes.Equal(ri[k].key(), si[k].key()) {

@@ -60,7 +60,8 @@
 //	go test ./it/ -run TestDifferential -args -diff.seed=17 # replay one seed
 //
 // or IGNETCD_DIFF_SEEDS, IGNETCD_DIFF_OPS, IGNETCD_DIFF_SEED, IGNETCD_DIFF_BASE
-// (first seed of a multi-seed run, default 1). On a mismatch the test fails
+// (first seed of a multi-seed run, default 1). IGNETCD_DIFF_LOGDIR=dir writes
+// every sequence's op log there, passing or not. On a mismatch the test fails
 // with the seed, the op index, the op and both results, and writes the whole
 // op log (every op with both results) to a file named in the failure.
 package it
@@ -70,6 +71,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,6 +120,7 @@ func TestDifferential(t *testing.T) {
 		}
 	}
 	t.Logf("%d sequences, %d operations in %v", len(seeds), total, time.Since(start).Round(time.Millisecond))
+	logStats(t)
 }
 
 // harness drives one sequence against both servers.
@@ -130,6 +134,41 @@ type harness struct {
 	streams []*wstream
 	log     strings.Builder
 	idx     int // current op index
+}
+
+// opStat aggregates, per operation name, counts and time over a test run.
+type opStat struct {
+	n, errs int
+	dur     time.Duration
+}
+
+var (
+	stats      = map[string]*opStat{}
+	watchItems      int // watch history items compared by the latest watch-sync
+	totalWatchItems int // sum over sequences of the final watch-sync's items
+)
+
+func statFor(name string) *opStat {
+	s := stats[name]
+	if s == nil {
+		s = &opStat{}
+		stats[name] = s
+	}
+	return s
+}
+
+func logStats(t *testing.T) {
+	names := make([]string, 0, len(stats))
+	for n := range stats {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	for _, n := range names {
+		s := stats[n]
+		fmt.Fprintf(&sb, "\n  %-32s n=%-5d etcd-errors=%-5d time=%v", n, s.n, s.errs, s.dur.Round(time.Millisecond))
+	}
+	t.Logf("watch events/control responses compared at the end of sequences: %d; operations:%s", totalWatchItems, sb.String())
 }
 
 func runSequence(t *testing.T, seed int64, nops int) int {
@@ -164,7 +203,14 @@ func runSequence(t *testing.T, seed int64, nops int) int {
 		h.apply(h.g.next(&h.st))
 		ops++
 	}
+	watchItems = 0
 	h.apply(&op{kind: opWatchSync})
+	totalWatchItems += watchItems
+	if dir := os.Getenv("IGNETCD_DIFF_LOGDIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d.log", seed)), []byte(h.log.String()), 0o644); err != nil {
+			t.Log(err)
+		}
+	}
 	return ops + 1
 }
 
@@ -194,7 +240,16 @@ func (h *harness) fail(o *op, format string, args ...any) {
 
 func (h *harness) apply(o *op) {
 	h.t.Helper()
-	defer func() { h.idx++ }()
+	name := string(o.kind)
+	if o.kind == opKV {
+		name = strings.TrimPrefix(fmt.Sprintf("%T", o.req), "*etcdserverpb.")
+	} else if o.kind == opWatchOpen {
+		name += "/" + o.wkind
+	}
+	stat := statFor(name)
+	stat.n++
+	began := time.Now()
+	defer func() { h.idx++; stat.dur += time.Since(began) }()
 	fmt.Fprintf(&h.log, "#%d %s\n", h.idx, o)
 	switch o.kind {
 	case opKV:
@@ -210,6 +265,9 @@ func (h *harness) apply(o *op) {
 		fmt.Fprintf(&h.log, "    etcd:    %s\n    subject: %s\n", rText, sText)
 		if !sameResult(rr, re, sr, se) {
 			h.fail(o, "\n  expected: %s\n  got:      %s", rText, sText)
+		}
+		if re != nil {
+			stat.errs++
 		}
 		h.observe(o.req, rr, re)
 	case opWatchOpen:
@@ -227,8 +285,16 @@ func (h *harness) observe(req, resp any, err error) {
 	if hd := headerOf(resp); hd != nil && hd.Revision > h.st.rev {
 		h.st.rev = hd.Revision
 	}
-	if c, ok := req.(*pb.CompactionRequest); ok && err == nil {
-		h.st.compact = c.Revision
+	if err != nil {
+		return
+	}
+	switch r := req.(type) {
+	case *pb.CompactionRequest:
+		h.st.compact = r.Revision
+	case *pb.LeaseGrantRequest:
+		h.st.leases = append(h.st.leases, resp.(*pb.LeaseGrantResponse).ID)
+	case *pb.LeaseRevokeRequest:
+		h.st.leases = slices.DeleteFunc(h.st.leases, func(id int64) bool { return id == r.ID })
 	}
 }
 
@@ -318,12 +384,16 @@ func (h *harness) barrierAll(o *op) {
 }
 
 func (h *harness) compareWatches(o *op) {
+	items := 0
 	for _, st := range h.streams {
-		if msg := compareWatchHistories(st); msg != "" {
+		msg, n := compareWatchHistories(st)
+		if msg != "" {
 			h.fail(o, "%s", msg)
 		}
+		items += n
 	}
-	fmt.Fprintf(&h.log, "    watch histories equal (%d streams)\n", len(h.streams))
+	watchItems = items
+	fmt.Fprintf(&h.log, "    watch histories equal (%d streams, %d events/control responses)\n", len(h.streams), items)
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

@@ -207,7 +207,9 @@ func build(t testing.TB, module, cacheDir, final string) error {
 		return err
 	}
 	var mf struct {
-		Replace []struct{ Old struct{ Path, Version string } }
+		Replace []struct {
+			Old struct{ Path, Version string }
+		}
 	}
 	if err := json.Unmarshal(out, &mf); err != nil {
 		return fmt.Errorf("parsing go mod edit -json: %v", err)
