@@ -1,0 +1,180 @@
+package ignitetest
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ib "github.com/ignetcd/ignetcd/ignite/binary"
+	"github.com/ignetcd/ignetcd/ignite/wire"
+)
+
+// subscription is one continuous query of one connection.
+type subscription struct {
+	conn   *srvConn
+	id     int64
+	cache  int32
+	closed atomic.Bool
+}
+
+// notifier delivers continuous-query events. Like Ignite, it keeps the
+// events of one partition in order and lets partitions race each other: one
+// queue and one goroutine per partition.
+type notifier struct {
+	parts []*partQueue
+	logf  func(string, ...any)
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	paused  bool
+	delay   time.Duration
+	reorder int            // events still to collect before a reversed flush
+	held    []pendingEvent // collected events
+	stopped bool
+
+	wg sync.WaitGroup
+}
+
+type partQueue struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	items []pendingEvent
+	stop  bool
+}
+
+func newNotifier(partitions int, logf func(string, ...any)) *notifier {
+	n := &notifier{logf: logf}
+	n.cond = sync.NewCond(&n.mu)
+	for i := 0; i < partitions; i++ {
+		q := &partQueue{}
+		q.cond = sync.NewCond(&q.mu)
+		n.parts = append(n.parts, q)
+		n.wg.Add(1)
+		go n.run(q)
+	}
+	return n
+}
+
+// enqueue hands committed events to their partitions' queues.
+func (n *notifier) enqueue(events []pendingEvent) {
+	for _, ev := range events {
+		q := n.parts[ib.Partition(ev.hash, len(n.parts))]
+		q.mu.Lock()
+		q.items = append(q.items, ev)
+		q.mu.Unlock()
+		q.cond.Signal()
+	}
+}
+
+func (n *notifier) run(q *partQueue) {
+	defer n.wg.Done()
+	for {
+		q.mu.Lock()
+		for len(q.items) == 0 && !q.stop {
+			q.cond.Wait()
+		}
+		if len(q.items) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		ev := q.items[0]
+		q.items = q.items[1:]
+		q.mu.Unlock()
+		n.pass(ev)
+	}
+}
+
+// pass applies the injected faults to one event and sends it (or holds it).
+func (n *notifier) pass(ev pendingEvent) {
+	n.mu.Lock()
+	for n.paused && !n.stopped {
+		n.cond.Wait()
+	}
+	if n.reorder > 0 && !n.stopped {
+		n.held = append(n.held, ev)
+		n.reorder--
+		var flush []pendingEvent
+		if n.reorder == 0 {
+			flush = n.takeHeld()
+		}
+		n.mu.Unlock()
+		for _, e := range flush {
+			send(e)
+		}
+		return
+	}
+	delay := n.delay
+	n.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	send(ev)
+}
+
+// takeHeld returns the held events, newest first. Called with n.mu held.
+func (n *notifier) takeHeld() []pendingEvent {
+	out := make([]pendingEvent, 0, len(n.held))
+	for i := len(n.held) - 1; i >= 0; i-- {
+		out = append(out, n.held[i])
+	}
+	n.held = nil
+	return out
+}
+
+func send(ev pendingEvent) {
+	if ev.sub.closed.Load() {
+		return
+	}
+	payload, err := wire.EncodeEvents([]wire.Event{ev.event})
+	if err != nil {
+		return
+	}
+	ev.sub.conn.notify(ev.sub.id, payload)
+}
+
+func (n *notifier) setPaused(p bool) {
+	n.mu.Lock()
+	n.paused = p
+	n.mu.Unlock()
+	n.cond.Broadcast()
+}
+
+func (n *notifier) setDelay(d time.Duration) {
+	n.mu.Lock()
+	n.delay = d
+	n.mu.Unlock()
+}
+
+func (n *notifier) setReorder(count int) {
+	n.mu.Lock()
+	n.reorder = count
+	var flush []pendingEvent
+	if count <= 0 {
+		n.reorder = 0
+		flush = n.takeHeld()
+	}
+	n.mu.Unlock()
+	for _, e := range flush {
+		send(e)
+	}
+}
+
+// stop flushes what is held and ends the partition goroutines once their
+// queues are empty.
+func (n *notifier) stop() {
+	n.mu.Lock()
+	n.stopped = true
+	flush := n.takeHeld()
+	n.mu.Unlock()
+	n.cond.Broadcast()
+	for _, e := range flush {
+		send(e)
+	}
+	for _, q := range n.parts {
+		q.mu.Lock()
+		q.stop = true
+		q.mu.Unlock()
+		q.cond.Broadcast()
+	}
+	n.wg.Wait()
+}
