@@ -70,6 +70,14 @@ func (s *side) call(req any) (any, error) {
 		resp, err = s.lease.LeaseTimeToLive(ctx, r)
 	case *pb.LeaseLeasesRequest:
 		resp, err = s.lease.LeaseLeases(ctx, r)
+	case *pb.LeaseKeepAliveRequest:
+		// One request on a fresh stream; the stream dies with ctx.
+		var st pb.Lease_LeaseKeepAliveClient
+		if st, err = s.lease.LeaseKeepAlive(ctx); err == nil {
+			if err = st.Send(r); err == nil {
+				resp, err = st.Recv()
+			}
+		}
 	default:
 		panic(fmt.Sprintf("unknown request %T", req))
 	}

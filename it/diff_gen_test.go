@@ -399,10 +399,10 @@ func (g *gen) watchCreate(s *genState, kind string) *pb.WatchCreateRequest {
 	switch kind {
 	case "past":
 		switch n := g.r.IntN(100); {
-		case n < 70:
-			w.StartRevision = g.between(max(1, s.compact), s.rev)
-		case n < 90 && s.compact > 1:
+		case n < 35 && s.compact > 1:
 			w.StartRevision = g.between(1, s.compact-1) // compacted
+		case n < 90:
+			w.StartRevision = g.between(max(1, s.compact), s.rev)
 		case n < 95:
 			w.StartRevision = 1
 		default:
@@ -434,8 +434,10 @@ func (g *gen) next(s *genState) *op {
 		return kv(&pb.LeaseRevokeRequest{ID: g.existingLease(s)})
 	case n < 895:
 		return kv(&pb.LeaseTimeToLiveRequest{ID: g.existingLease(s), Keys: g.pct(70)})
-	case n < 910:
+	case n < 905:
 		return kv(&pb.LeaseLeasesRequest{})
+	case n < 910:
+		return kv(&pb.LeaseKeepAliveRequest{ID: g.existingLease(s)})
 	case n < 945:
 		return g.watchOpen(s)
 	case n < 960 && len(s.live) > 0:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -309,14 +310,14 @@ type wstream struct {
 // header.revision of each batch is compared too; otherwise each side is only
 // checked for header.revision >= every event's mod_revision.
 // It also returns the number of history items compared.
-func compareWatchHistories(st *wstream) (string, int) {
-	msg, n := "", 0
+func compareWatchHistories(st *wstream, log io.Writer) (string, int) {
+	n := 0
 	count := func(k int) { n += k }
-	msg = compareWatchHistories1(st, count)
+	msg := compareWatchHistories1(st, count, log)
 	return msg, n
 }
 
-func compareWatchHistories1(st *wstream, count func(int)) string {
+func compareWatchHistories1(st *wstream, count func(int), log io.Writer) string {
 	for _, side := range []*wside{st.ref, st.sub} {
 		if bad := side.unknownResponses(); len(bad) > 0 {
 			return fmt.Sprintf("stream %d: %s sent a response for no known watch: %s", st.idx, side.s.name, clip(bad[0].String()))
@@ -336,6 +337,15 @@ func compareWatchHistories1(st *wstream, count func(int)) string {
 		ri, rb := st.ref.history(id)
 		si, sb := st.sub.history(id)
 		count(len(ri))
+		nev := 0
+		for _, it := range ri {
+			if it.ev == nil {
+				fmt.Fprintf(log, "    stream %d watch id=%d: %s\n", st.idx, id, it)
+			} else {
+				nev++
+			}
+		}
+		fmt.Fprintf(log, "    stream %d watch id=%d: %d events in %d responses\n", st.idx, id, nev, len(rb))
 		where := fmt.Sprintf("stream %d (%s) watch #%d id=%d {%s}", st.idx, st.kind, i, id, clip(rc.req.String()))
 		for k := 0; k < max(len(ri), len(si)); k++ {
 			if k >= len(ri) || k >= len(si) || !bytes.Equal(ri[k].key(), si[k].key()) {

@@ -143,7 +143,7 @@ type opStat struct {
 }
 
 var (
-	stats      = map[string]*opStat{}
+	stats           = map[string]*opStat{}
 	watchItems      int // watch history items compared by the latest watch-sync
 	totalWatchItems int // sum over sequences of the final watch-sync's items
 )
@@ -386,7 +386,7 @@ func (h *harness) barrierAll(o *op) {
 func (h *harness) compareWatches(o *op) {
 	items := 0
 	for _, st := range h.streams {
-		msg, n := compareWatchHistories(st)
+		msg, n := compareWatchHistories(st, &h.log)
 		if msg != "" {
 			h.fail(o, "%s", msg)
 		}
