@@ -55,15 +55,35 @@ func newNotifier(partitions int, logf func(string, ...any)) *notifier {
 	return n
 }
 
-// enqueue hands committed events to their partitions' queues.
+// enqueue hands committed events to their partitions' queues, or to the
+// reorder buffer while one is collecting.
 func (n *notifier) enqueue(events []pendingEvent) {
 	for _, ev := range events {
-		q := n.parts[ib.Partition(ev.hash, len(n.parts))]
-		q.mu.Lock()
-		q.items = append(q.items, ev)
-		q.mu.Unlock()
-		q.cond.Signal()
+		n.mu.Lock()
+		if n.reorder > 0 && !n.stopped {
+			n.held = append(n.held, ev)
+			n.reorder--
+			var flush []pendingEvent
+			if n.reorder == 0 {
+				flush = n.takeHeld()
+			}
+			n.mu.Unlock()
+			n.push(n.parts[0], flush...)
+			continue
+		}
+		n.mu.Unlock()
+		n.push(n.parts[ib.Partition(ev.hash, len(n.parts))], ev)
 	}
+}
+
+func (n *notifier) push(q *partQueue, events ...pendingEvent) {
+	if len(events) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.items = append(q.items, events...)
+	q.mu.Unlock()
+	q.cond.Signal()
 }
 
 func (n *notifier) run(q *partQueue) {
@@ -84,24 +104,11 @@ func (n *notifier) run(q *partQueue) {
 	}
 }
 
-// pass applies the injected faults to one event and sends it (or holds it).
+// pass applies pause and delay to one event and sends it.
 func (n *notifier) pass(ev pendingEvent) {
 	n.mu.Lock()
 	for n.paused && !n.stopped {
 		n.cond.Wait()
-	}
-	if n.reorder > 0 && !n.stopped {
-		n.held = append(n.held, ev)
-		n.reorder--
-		var flush []pendingEvent
-		if n.reorder == 0 {
-			flush = n.takeHeld()
-		}
-		n.mu.Unlock()
-		for _, e := range flush {
-			send(e)
-		}
-		return
 	}
 	delay := n.delay
 	n.mu.Unlock()
@@ -154,9 +161,7 @@ func (n *notifier) setReorder(count int) {
 		flush = n.takeHeld()
 	}
 	n.mu.Unlock()
-	for _, e := range flush {
-		send(e)
-	}
+	n.push(n.parts[0], flush...)
 }
 
 // stop flushes what is held and ends the partition goroutines once their
@@ -167,9 +172,7 @@ func (n *notifier) stop() {
 	flush := n.takeHeld()
 	n.mu.Unlock()
 	n.cond.Broadcast()
-	for _, e := range flush {
-		send(e)
-	}
+	n.push(n.parts[0], flush...)
 	for _, q := range n.parts {
 		q.mu.Lock()
 		q.stop = true

@@ -589,8 +589,27 @@ func (c *srvConn) txEnd(q *wire.TxEndRequest) error {
 		st.rollback(t)
 		return nil
 	}
+	st.mu.Lock()
+	drop := st.dropCommit
+	st.dropCommit = nil
+	st.mu.Unlock()
+	if drop != nil {
+		if *drop {
+			st.commit(t)
+		} else {
+			st.rollback(t)
+		}
+		// No reply: the client cannot know the outcome.
+		c.close()
+		return errDropped
+	}
 	return st.commit(t)
 }
+
+// errDropped marks a response that must not be sent (the connection was
+// dropped on purpose); respond drops it anyway since the connection is
+// closed.
+var errDropped = failed("ignitetest: connection dropped")
 
 func (c *srvConn) endpoints() []byte {
 	s := c.srv

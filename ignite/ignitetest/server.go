@@ -335,6 +335,15 @@ func (s *Server) FailNextCommit(msg string) {
 	s.store.mu.Unlock()
 }
 
+// DropConnectionOnNextCommit makes the server close the connection that
+// sends the next commit, without replying; with apply the commit takes
+// effect first, otherwise the transaction rolls back (with the connection).
+func (s *Server) DropConnectionOnNextCommit(apply bool) {
+	s.store.mu.Lock()
+	s.store.dropCommit = &apply
+	s.store.mu.Unlock()
+}
+
 // PauseNotifications holds continuous-query notifications back until
 // ResumeNotifications; commits proceed meanwhile.
 func (s *Server) PauseNotifications() { s.notif.setPaused(true) }
@@ -345,10 +354,11 @@ func (s *Server) ResumeNotifications() { s.notif.setPaused(false) }
 // SetNotificationDelay delays every notification by d (0 to stop).
 func (s *Server) SetNotificationDelay(d time.Duration) { s.notif.setDelay(d) }
 
-// ReorderNotifications collects the next n notifications (of any
-// partition) and sends them in reverse order, so later events overtake
-// earlier ones, even events of the same key. Pending ones are flushed when
-// the server stops.
+// ReorderNotifications collects the next n events
+// (in commit order, across partitions) and then sends them in reverse order,
+// so later events overtake earlier ones, even events of the same key (which
+// a real server never does). ReorderNotifications(0) flushes what was
+// collected; so does Close.
 func (s *Server) ReorderNotifications(n int) { s.notif.setReorder(n) }
 
 // Topology returns the current affinity topology version.

@@ -116,6 +116,7 @@ type store struct {
 	closed   chan struct{}
 
 	failCommit *string // fault: fail the next commit with this message
+	dropCommit *bool   // fault: drop the connection at the next commit; apply it first if true
 	notify     func(events []pendingEvent)
 }
 
