@@ -25,7 +25,7 @@ type Client struct {
 	retryAt  time.Time     // no new round before this
 	lastErr  error
 	closed   bool
-	old      []*conn // lost connections, whose goroutines Close waits for
+	old      []*conn        // lost connections, whose goroutines Close waits for
 	wg       sync.WaitGroup // background work (asynchronous closes)
 }
 
