@@ -77,9 +77,11 @@ func (c *Client) Close() error {
 // ConnInfo describes the current connection.
 type ConnInfo struct {
 	Endpoint string
-	Protocol wire.Proto
-	NodeID   ib.UUID
-	Topology wire.TopologyVersion
+	// LocalAddr is the client side of the socket.
+	LocalAddr string
+	Protocol  wire.Proto
+	NodeID    ib.UUID
+	Topology  wire.TopologyVersion
 }
 
 // Connection makes sure the client is connected and describes the
@@ -91,7 +93,7 @@ func (c *Client) Connection(ctx context.Context) (ConnInfo, error) {
 	}
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
-	return ConnInfo{Endpoint: cn.endpoint, Protocol: cn.proto, NodeID: cn.nodeID, Topology: cn.topology}, nil
+	return ConnInfo{Endpoint: cn.endpoint, LocalAddr: cn.nc.LocalAddr().String(), Protocol: cn.proto, NodeID: cn.nodeID, Topology: cn.topology}, nil
 }
 
 // conn returns a live connection, connecting if there is none. Concurrent
