@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -154,6 +156,24 @@ func errText(err error) string {
 		return fmt.Sprintf("error %s: %q", st.Code(), st.Message())
 	}
 	return fmt.Sprintf("non-gRPC error %T: %v", err, err)
+}
+
+// isTransportErr reports errors that do not come from the server's request
+// handling: lost connections, timeouts. Every etcd API error message starts
+// with "etcdserver: ".
+func isTransportErr(err error) bool {
+	if err == nil {
+		return false
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return true
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown, codes.Internal:
+		return !strings.HasPrefix(st.Message(), "etcdserver: ")
+	}
+	return false
 }
 
 func resultText(resp any, err error) string {

@@ -11,21 +11,24 @@
 // header.cluster_id, member_id and raft_term are ignored.
 //
 // Each sequence (one seed) gets a FRESH server pair: etcd with
-// --unsafe-no-fsync is healthy in ~150ms, and fresh servers keep revisions,
-// compaction points and lease state identical, so all comparisons (including
-// header.revision) are exact and a seed can be replayed alone.
+// --unsafe-no-fsync and a 100ms election timeout is healthy in ~0.1s, and
+// fresh servers keep revisions, compaction points and lease state identical,
+// so all comparisons (including header.revision) are exact and a seed can be
+// replayed alone (op i of a seed is the same for any -diff.ops > i).
 //
 // Operations (diff_gen_test.go) run over a tiny key space ("a", "a/1", "a/2",
-// "a/2/x", "ab", "b", "b\x00", "b/1", "c", "\x00", "\xff", "\xff\xff") so they
-// collide: Put (prev_kv, ignore_value/ignore_lease, leases), DeleteRange
+// "a/2/x", "ab", "b", "b\x00", "b/1", "c", "\x00", "\xff", "\xff\xff"; one
+// sequence in four adds "d/0".."d/9" so that sorted ranges exceed 12 KVs) so
+// they collide: Put (prev_kv, ignore_value/ignore_lease, leases), DeleteRange
 // (single, range, prefix, from-key), Range (limit, count_only, keys_only,
 // sorting, serializable, past/compacted/future/negative revisions, min/max
 // mod/create revision), Txn (compares on every target with every operator,
 // with range_end; nested txns; duplicate keys; >128 ops), Compact (physical or
 // not, compacted and future revisions), LeaseGrant (client-chosen IDs, long
-// TTLs, too-large TTL), LeaseRevoke, LeaseTimeToLive, LeaseLeases, oversized
-// requests, empty keys. The generator only looks at the reference's
-// responses, so a seed always yields the same operations.
+// TTLs, too-large TTL), LeaseRevoke, LeaseTimeToLive, LeaseLeases,
+// LeaseKeepAlive (one request per stream), oversized requests, empty keys.
+// The generator only looks at the reference's responses, so a seed always
+// yields the same operations.
 //
 // Watches (diff_watch_test.go): every sequence starts with 1-3 watch streams
 // and opens more mid-sequence ("live": start_revision 0, 1-3 watches, some
@@ -55,9 +58,9 @@
 //
 // Running:
 //
-//	go test ./it/ -run TestDifferential                 # default: 25 seeds x 100 ops
-//	go test ./it/ -run TestDifferential -args -diff.seeds=200 -diff.ops=300
-//	go test ./it/ -run TestDifferential -args -diff.seed=17 # replay one seed
+//	go test ./it/ -run TestDifferential -v                # default: seeds 1..25, 100 ops each
+//	go test ./it/ -run TestDifferential -diff.seeds=200 -diff.ops=300 -diff.base=1000
+//	go test ./it/ -run TestDifferential -diff.seed=17 -diff.ops=300  # replay one seed
 //
 // or IGNETCD_DIFF_SEEDS, IGNETCD_DIFF_OPS, IGNETCD_DIFF_SEED, IGNETCD_DIFF_BASE
 // (first seed of a multi-seed run, default 1). IGNETCD_DIFF_LOGDIR=dir writes
@@ -260,9 +263,17 @@ func (h *harness) apply(o *op) {
 		}
 		rr, re := h.ref.call(o.req)
 		rText := resultText(rr, re)
+		if isTransportErr(re) {
+			fmt.Fprintf(&h.log, "    etcd:    %s\n", rText)
+			h.fail(o, "the reference etcd failed (crashed? its log follows if it did): %s\n"+
+				"This is an etcd bug or a harness problem; the generator must avoid this request.", rText)
+		}
 		sr, se := h.sub.call(o.req)
 		sText := resultText(sr, se)
 		fmt.Fprintf(&h.log, "    etcd:    %s\n    subject: %s\n", rText, sText)
+		if isTransportErr(se) {
+			h.fail(o, "the subject failed (crashed or hung?):\n  expected: %s\n  got:      %s", rText, sText)
+		}
 		if !sameResult(rr, re, sr, se) {
 			h.fail(o, "\n  expected: %s\n  got:      %s", rText, sText)
 		}

@@ -162,7 +162,18 @@ func startOnce(t testing.TB, bin string, extraArgs []string) (string, error) {
 		return "", fmt.Errorf("%w (%v); log:\n%s", errExitedEarly, cmd.ProcessState, tail(logPath))
 	case <-time.After(20 * time.Millisecond):
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() {
+		crashed := false
+		select {
+		case <-exited:
+			crashed = true
+		default:
+		}
+		stop()
+		if crashed || t.Failed() {
+			t.Logf("etcdbin: etcd at %s (exited on its own: %v, %v); log tail:\n%s", curl, crashed, cmd.ProcessState, tail(logPath))
+		}
+	})
 	return fmt.Sprintf("127.0.0.1:%d", cport), nil
 }
 
