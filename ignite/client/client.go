@@ -62,13 +62,11 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
-	conns := append(c.old, c.cur)
-	c.cur, c.old = nil, nil
+	cur := c.cur
+	c.cur = nil
 	c.mu.Unlock()
-	for _, cn := range conns {
-		if cn != nil {
-			cn.close(ErrClosed)
-		}
+	if cur != nil {
+		cur.close(ErrClosed)
 	}
 	c.wg.Wait()
 	return nil
@@ -111,9 +109,11 @@ func (c *Client) conn(ctx context.Context) (*conn, error) {
 				c.mu.Unlock()
 				return cn, nil
 			}
-			// Lost: the next attempt starts at the following endpoint.
-			c.old = append(c.old, c.cur)
+			// Lost: the next attempt starts at the following endpoint. Its
+			// goroutines are ending; Close waits for them.
+			lost := c.cur
 			c.cur = nil
+			c.background(func() { lost.close(ErrClosed) })
 		}
 		if c.dialing != nil {
 			ch := c.dialing

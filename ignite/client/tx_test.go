@@ -282,3 +282,45 @@ func TestTxOnManyCaches(t *testing.T) {
 		t.Fatalf("revlog entry %v", v)
 	}
 }
+
+// TestPool: transactions on acquired clients never share a connection.
+func TestPool(t *testing.T) {
+	e := newEnv(t, ignitetest.Options{})
+	pool, err := client.NewPool(e.cfg, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	cc := e.cache(pool.Shared(), client.CacheConfig{})
+	ctx := ctxT(t)
+	if err := cc.Put(ctx, []byte("counter"), int64(0)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5; i++ {
+				c, err := pool.Acquire(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				err = increment(t, c, cc.Name())
+				pool.Release(c)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if v, err := cc.Get(ctx, []byte("counter")); err != nil || v != int64(30) {
+		t.Fatalf("counter = %v, %v", v, err)
+	}
+	if e.srv != nil && len(e.srv.Conns()) > 3 {
+		t.Errorf("%d connections for a pool of 3", len(e.srv.Conns()))
+	}
+}
