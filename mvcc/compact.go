@@ -19,6 +19,7 @@ func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, e
 		case rev > v.beginRev:
 			return ErrFutureRev
 		}
+		v.otherWrites = true
 		return v.etx.PutAll(ctx, s.tables.meta, []Entry{{Key: metaCompact, Value: revisionKey(rev)}})
 	})
 	if err != nil {

@@ -26,6 +26,10 @@ type txnView struct {
 	overlay    map[string]*mvccpb.KeyValue // this request's writes; tombstones for deletes
 	changes    []*mvccpb.Event
 	indexReady bool // the index holds every revision <= beginRev
+	// otherWrites is set when the request wrote to the engine beyond the
+	// keyspace (a lease removed, the compacted revision): it commits even
+	// if it changed no key, and takes no revision then.
+	otherWrites bool
 }
 
 func (v *txnView) rev() int64 { return v.beginRev + 1 }
@@ -237,7 +241,7 @@ func (s *Store) update(ctx context.Context, fn func(v *txnView) error) (*txnView
 		return nil, err
 	}
 	v := &txnView{s: s, ctx: ctx, etx: etx, base: map[string]*mvccpb.KeyValue{}, overlay: map[string]*mvccpb.KeyValue{}}
-	if v.beginRev, err = decodeRevision(meta[0]); err != nil {
+	if v.beginRev, err = decodeCounter(meta[0]); err != nil {
 		return nil, err
 	}
 	if v.compactRev, err = decodeRevision(meta[1]); err != nil {
@@ -246,11 +250,13 @@ func (s *Store) update(ctx context.Context, fn func(v *txnView) error) (*txnView
 	if err := fn(v); err != nil {
 		return nil, err
 	}
-	if len(v.changes) == 0 {
+	if len(v.changes) == 0 && !v.otherWrites {
 		return v, nil
 	}
-	if err := v.write(); err != nil {
-		return nil, err
+	if len(v.changes) > 0 {
+		if err := v.write(); err != nil {
+			return nil, err
+		}
 	}
 	if err := etx.Commit(ctx); err != nil {
 		committed = true // the engine finished the transaction either way

@@ -136,6 +136,7 @@ func (s *Store) revoke(ctx context.Context, id int64, onlyExpired bool) (*txnVie
 				return err
 			}
 		}
+		v.otherWrites = true
 		return v.etx.RemoveAll(ctx, s.tables.leases, [][]byte{revisionKey(id)})
 	})
 }

@@ -30,6 +30,15 @@ func revisionKey(rev int64) []byte {
 	return b
 }
 
+// decodeCounter decodes the revision counter; an empty store is at
+// revision 1, as etcd's is, so the first write gets revision 2.
+func decodeCounter(b []byte) (int64, error) {
+	if b == nil {
+		return 1, nil
+	}
+	return decodeRevision(b)
+}
+
 func decodeRevision(b []byte) (int64, error) {
 	if b == nil {
 		return 0, nil

@@ -176,7 +176,7 @@ func (s *Store) readMeta(ctx context.Context) (counter, compact int64, err error
 	if err != nil {
 		return 0, 0, err
 	}
-	if counter, err = decodeRevision(vals[0]); err != nil {
+	if counter, err = decodeCounter(vals[0]); err != nil {
 		return 0, 0, err
 	}
 	if compact, err = decodeRevision(vals[1]); err != nil {
