@@ -234,13 +234,13 @@ func TestWatchReplayThenLive(t *testing.T) {
 	n := startNode(t, nodeOptions{})
 	c := newClient(t, n.Endpoints()...)
 	ctx := testCtx(t)
-	c.Put(ctx, "w/a", "1")           // 2
-	c.Put(ctx, "w/a", "2")           // 3
-	c.Delete(ctx, "w/a")             // 4
+	c.Put(ctx, "w/a", "1") // 2
+	c.Put(ctx, "w/a", "2") // 3
+	c.Delete(ctx, "w/a")   // 4
 	wch := c.Watch(ctx, "w/", clientv3.WithPrefix(), clientv3.WithRev(2), clientv3.WithPrevKV())
-	c.Put(ctx, "w/b", "3")           // 5
-	c.Put(ctx, "other", "x")         // 6: outside the watch
-	c.Put(ctx, "w/b", "4")           // 7
+	c.Put(ctx, "w/b", "3")   // 5
+	c.Put(ctx, "other", "x") // 6: outside the watch
+	c.Put(ctx, "w/b", "4")   // 7
 	want := []string{"PUT w/a 1 2 prev=", "PUT w/a 2 3 prev=1", "DELETE w/a  4 prev=2", "PUT w/b 3 5 prev=", "PUT w/b 4 7 prev=3"}
 	var got []string
 	for len(got) < len(want) {
