@@ -613,9 +613,8 @@ var errDropped = failed("ignitetest: connection dropped")
 
 func (c *srvConn) endpoints() []byte {
 	s := c.srv
+	e := wire.NodeEndpoints{TopologyVersion: s.Topology().Major}
 	s.mu.Lock()
-	top := s.store.topology.Major
-	e := wire.NodeEndpoints{TopologyVersion: top}
 	for _, n := range s.nodes {
 		host, port := splitHostPort(n.addr)
 		e.Added = append(e.Added, wire.NodeEndpoint{NodeID: n.nodeID, Port: port, Addresses: []string{host}})

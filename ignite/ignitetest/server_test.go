@@ -345,3 +345,24 @@ func TestEndpointsHelper(t *testing.T) {
 		t.Fatalf("Endpoints = %v, %v", eps, srv)
 	}
 }
+
+func TestClusterOps(t *testing.T) {
+	s := New(t, Options{Nodes: 2})
+	r := dialRaw(t, s)
+	r.handshake(wire.V1_7_0, wire.Features{0xff, 0xff, 0xff, 0x01})
+	cfg, err := wire.DecodeBinaryConfiguration(r.call(&wire.EmptyRequest{Code: wire.OpBinaryConfigurationGet}).Payload)
+	if err != nil || !cfg.CompactFooter {
+		t.Fatalf("binary configuration %+v %v", cfg, err)
+	}
+	eps, err := wire.DecodeNodeEndpoints(r.call(&wire.NodeEndpointsRequest{StartTopologyVersion: -1, EndTopologyVersion: -1}).Payload)
+	if err != nil || len(eps.Added) != 2 || eps.Added[0].Addresses[0] != "127.0.0.1" {
+		t.Fatalf("endpoints %+v %v", eps, err)
+	}
+	// The Java client's configuration request (leading sql bool with bit 21).
+	r.call(&wire.CacheConfigRequest{Code: wire.OpCacheGetOrCreateWithCfg, Config: wire.CacheConfiguration{Properties: []wire.CacheProperty{
+		{Code: wire.PropName, Value: "pa"}}}})
+	parts, err := wire.DecodeCachePartitions(r.call(&wire.CachePartitionsRequest{CacheIDs: []int32{ib.CacheID("pa")}}).Payload, r.proto)
+	if err != nil || len(parts.Groups) != 1 || parts.Groups[0].Applicable {
+		t.Fatalf("partitions %+v %v", parts, err)
+	}
+}
