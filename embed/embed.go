@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 
+	"github.com/ignetcd/ignetcd/ignite/engine"
 	"github.com/ignetcd/ignetcd/memengine"
 	"github.com/ignetcd/ignetcd/mvcc"
 	"github.com/ignetcd/ignetcd/server"
@@ -32,6 +33,9 @@ type Config struct {
 	// IgniteEndpoints selects the Ignite engine; empty means the in-memory
 	// engine (not durable).
 	IgniteEndpoints []string
+	// Ignite tunes the Ignite engine (its Client.Endpoints come from
+	// IgniteEndpoints).
+	Ignite engine.Config
 	// Prefix names this etcd keyspace's tables in the engine.
 	Prefix string
 	// Engine, when set, is used instead of opening one (tests share one
@@ -71,7 +75,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	case cfg.Engine != nil:
 		n.engine = cfg.Engine
 	case len(cfg.IgniteEndpoints) > 0:
-		return nil, errors.New("the Ignite engine is not available in this build yet; run without --ignite-endpoints for the in-memory engine")
+		started := time.Now()
+		ccfg := cfg.Ignite
+		ccfg.Client.Endpoints = cfg.IgniteEndpoints
+		eng, err := engine.Open(ctx, ccfg)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to Ignite at %s: %w (is an Ignite node running with its thin-client connector on that port? the default port is 10800)", strings.Join(cfg.IgniteEndpoints, ","), err)
+		}
+		lg.Info().Strs("ignite_endpoints", cfg.IgniteEndpoints).Dur("took", time.Since(started)).Msg("connected to Ignite")
+		n.engine, n.ownEngine = eng, true
 	default:
 		lg.Warn().Msg("no --ignite-endpoints given: running on the in-memory engine; data is NOT durable and is lost when the process exits")
 		n.engine, n.ownEngine = memengine.New(), true

@@ -5,7 +5,9 @@ package it
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,18 +16,70 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ignetcd/ignetcd/embed"
+	ignclient "github.com/ignetcd/ignetcd/ignite/client"
+	"github.com/ignetcd/ignetcd/ignite/engine"
+	"github.com/ignetcd/ignetcd/ignite/ignitetest"
 	"github.com/ignetcd/ignetcd/memengine"
 	"github.com/ignetcd/ignetcd/mvcc"
 )
 
 // nodeOptions tune a test node.
 type nodeOptions struct {
-	engine  mvcc.Engine // shared engine (several nodes on one store); nil: a fresh one
-	cfg     func(*embed.Config)
-	noClean bool
+	name string
+	cfg  func(*embed.Config)
 }
 
-// testLogger logs warnings and errors of the node under test to the test log.
+// testEnv is one storage backend the suite runs on: the in-memory engine,
+// or Ignite (the ignitetest double, or the real cluster named by
+// IGNETCD_TEST_IGNITE). Nodes started in one env share its keyspace, as
+// several ignetcd processes share one Ignite cluster.
+type testEnv struct {
+	kind   string // "memory" or "ignite"
+	prefix string
+	mem    *memengine.Engine
+	ignite []string
+	double *ignitetest.Server // nil on a real cluster
+}
+
+var envSeq atomic.Int64
+
+// eachEngine runs fn once per engine, as subtests named for the engine.
+func eachEngine(t *testing.T, fn func(t *testing.T, env *testEnv)) {
+	for _, kind := range []string{"memory", "ignite"} {
+		t.Run(kind, func(t *testing.T) { fn(t, newEnv(t, kind)) })
+	}
+}
+
+func newEnv(t *testing.T, kind string) *testEnv {
+	env := &testEnv{kind: kind, prefix: fmt.Sprintf("it-%d-%d-", time.Now().UnixNano(), envSeq.Add(1))}
+	switch kind {
+	case "memory":
+		env.mem = memengine.New()
+		t.Cleanup(func() { env.mem.Close() })
+	case "ignite":
+		env.ignite, env.double = ignitetest.Endpoints(t, ignitetest.Options{})
+	}
+	return env
+}
+
+// engine returns the engine a new node of this env uses: the shared
+// in-memory engine, or a new Ignite engine (connections of its own).
+func (env *testEnv) engine(t testing.TB) mvcc.Engine {
+	if env.kind == "memory" {
+		return env.mem
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e, err := engine.Open(ctx, engine.Config{Client: ignclient.Config{Endpoints: env.ignite}})
+	if err != nil {
+		t.Fatalf("opening the Ignite engine: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// testLogger logs errors of the node under test to the test log (all of
+// it with IGNETCD_TEST_LOG=1).
 func testLogger(t testing.TB) zerolog.Logger {
 	if os.Getenv("IGNETCD_TEST_LOG") != "" {
 		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
@@ -33,18 +87,19 @@ func testLogger(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
 }
 
-// startNode starts an ignetcd node on a free loopback port, stopped at the
-// end of the test.
-func startNode(t testing.TB, o nodeOptions) *embed.Node {
+// startNode starts an ignetcd node of env on a free loopback port, stopped
+// at the end of the test.
+func (env *testEnv) startNode(t testing.TB, o nodeOptions) *embed.Node {
 	t.Helper()
-	eng := o.engine
-	if eng == nil {
-		eng = newTestEngine(t)
+	name := o.name
+	if name == "" {
+		name = "it"
 	}
 	cfg := embed.Config{
-		Name:             "it",
+		Name:             name,
 		ListenClientURLs: []string{"http://127.0.0.1:0"},
-		Engine:           eng,
+		Engine:           env.engine(t),
+		Prefix:           env.prefix,
 		Logger:           testLogger(t),
 		Store:            mvcc.Config{PollInterval: 20 * time.Millisecond, LeaseCheckInterval: 100 * time.Millisecond},
 	}
@@ -59,14 +114,6 @@ func startNode(t testing.TB, o nodeOptions) *embed.Node {
 	}
 	t.Cleanup(n.Close)
 	return n
-}
-
-// newTestEngine returns the engine the suite runs on: the in-memory engine
-// (the Ignite engine joins in its own issue).
-func newTestEngine(t testing.TB) mvcc.Engine {
-	e := memengine.New()
-	t.Cleanup(func() { e.Close() })
-	return e
 }
 
 // newClient connects clientv3 to endpoints.
