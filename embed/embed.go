@@ -119,6 +119,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	})
 	n.grpc = grpc.NewServer(srv.GRPCOptions()...)
 	srv.Register(n.grpc)
+	if err := srv.RegisterMember(ctx); err != nil {
+		lg.Warn().Err(err).Msg("registering this member in storage failed; MemberList on other nodes will not show it")
+	}
 	for _, l := range n.listeners {
 		n.serveWG.Add(1)
 		go func(l net.Listener) {

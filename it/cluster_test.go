@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -441,4 +442,34 @@ func TestFaultFeedLost(t *testing.T) {
 // the not-applied case, so unknown outcomes are not retried.
 func isRetryable(err error) bool {
 	return strings.Contains(err.Error(), "storage unavailable") && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// TestMemberListShowsLiveNodes: every node lists every live node; a stopped
+// node leaves the list.
+func TestMemberListShowsLiveNodes(t *testing.T) {
+	eachEngine(t, func(t *testing.T, env *testEnv) {
+		nodes, clients := startNodes(t, env, 3)
+		ctx := testCtx(t)
+		names := func(c *clientv3.Client) string {
+			ml, err := c.MemberList(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ns []string
+			for _, m := range ml.Members {
+				ns = append(ns, m.Name)
+			}
+			slices.Sort(ns)
+			return strings.Join(ns, ",")
+		}
+		for i, c := range clients {
+			if got := names(c); got != "node0,node1,node2" {
+				t.Fatalf("node %d lists members %q, want node0,node1,node2", i, got)
+			}
+		}
+		nodes[2].Close()
+		if got := names(clients[0]); got != "node0,node1" {
+			t.Fatalf("after node2 stopped, members are %q, want node0,node1", got)
+		}
+	})
 }

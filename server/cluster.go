@@ -14,8 +14,23 @@ func (c *clusterServer) member() *pb.Member {
 	return &pb.Member{ID: c.s.cfg.MemberID, Name: c.s.cfg.Name, ClientURLs: c.s.cfg.ClientURLs}
 }
 
+// MemberList reports the live ignetcd nodes registered in storage (this
+// one at least, even if storage cannot be read right now).
 func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
-	return &pb.MemberListResponse{Header: c.s.header(nil), Members: []*pb.Member{c.member()}}, nil
+	resp := &pb.MemberListResponse{Header: c.s.header(nil)}
+	registered, err := c.s.store.Members(ctx)
+	if err != nil {
+		c.s.lg.Debug().Err(err).Msg("listing registered members failed; reporting this member only")
+	}
+	self := false
+	for _, m := range registered {
+		self = self || m.ID == c.s.cfg.MemberID
+		resp.Members = append(resp.Members, &pb.Member{ID: m.ID, Name: m.Name, ClientURLs: m.ClientURLs})
+	}
+	if !self {
+		resp.Members = append(resp.Members, c.member())
+	}
+	return resp, nil
 }
 
 var errMembership = status.Error(codes.Unimplemented, "etcdserver: membership changes are not supported by ignetcd: members are ignetcd processes sharing one Ignite cluster")

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	"hash/fnv"
 	"math"
 	"time"
@@ -101,6 +102,12 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(s.requestSizeInterceptor),
 	}
+}
+
+// RegisterMember announces this member in storage for MemberList on every
+// node; the registration lives as long as the store.
+func (s *Server) RegisterMember(ctx context.Context) error {
+	return s.store.RegisterMember(ctx, mvcc.Member{ID: s.cfg.MemberID, Name: s.cfg.Name, ClientURLs: s.cfg.ClientURLs})
 }
 
 // Register adds every etcd service to g.
