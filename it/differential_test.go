@@ -111,6 +111,7 @@ func TestDifferential(t *testing.T) {
 			seeds = append(seeds, *flagBase+int64(i))
 		}
 	}
+	stats, totalWatchItems = map[string]*opStat{}, 0
 	etcdbin.Etcd(t) // build (once) outside the per-seed timings
 	start := time.Now()
 	total := 0
