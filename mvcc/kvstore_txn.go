@@ -244,7 +244,7 @@ func (s *Store) update(ctx context.Context, fn func(v *txnView) error) (*txnView
 	if v.beginRev, err = decodeCounter(meta[0]); err != nil {
 		return nil, err
 	}
-	if v.compactRev, err = decodeRevision(meta[1]); err != nil {
+	if v.compactRev, err = decodeCompact(meta[1]); err != nil {
 		return nil, err
 	}
 	if err := fn(v); err != nil {
@@ -333,8 +333,16 @@ func rangeEnd(end []byte) []byte {
 func (s *Store) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	var resp *pb.PutResponse
 	v, err := s.update(ctx, func(v *txnView) error {
-		if err := v.checkPut(r); err != nil {
-			return err
+		// A plain Put looks up its lease before anything else (etcd's
+		// txn.Put); inside a Txn, checkPut tests ignore_* first.
+		if r.Lease != 0 {
+			ok, err := v.leaseExists(r.Lease)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return ErrLeaseNotFound
+			}
 		}
 		var err error
 		resp, err = v.execPut(r)

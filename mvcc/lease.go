@@ -10,7 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
-// Leases live in the engine's leases table as {granted TTL, deadline}, so a
+// Leases live in the engine's leases table as {granted TTL, last renewal}, so a
 // keep-alive through any node extends them for all. Which keys a lease holds
 // is not stored: it follows from the keys' own records, which the index
 // tracks. Every node looks for expired leases; revoking re-checks the deadline
@@ -32,7 +32,7 @@ func (s *Store) LeaseGrant(ctx context.Context, id, ttl int64) (int64, int64, er
 			if rec != nil {
 				return ErrLeaseExists
 			}
-			return etx.PutAll(ctx, s.tables.leases, []Entry{{Key: revisionKey(id), Value: encodeLease(leaseRecord{ttl: ttl, expiry: deadline(ttl)})}})
+			return etx.PutAll(ctx, s.tables.leases, []Entry{{Key: revisionKey(id), Value: encodeLease(leaseRecord{ttl: ttl, renewed: time.Now().UnixNano()})}})
 		})
 		if err == ErrLeaseExists && chosen && attempt < 8 {
 			continue
@@ -51,7 +51,14 @@ func randomLeaseID() int64 {
 	return id
 }
 
-func deadline(ttl int64) int64 { return time.Now().Add(time.Duration(ttl) * time.Second).UnixNano() }
+// A lease records when it was last renewed, not its deadline: etcd's
+// largest TTL (9e9 s) would overflow a deadline in int64 nanoseconds, while
+// elapsed time compared with ttl*1e9 never does.
+
+// remaining is how long l has left at now (negative once expired).
+func (l leaseRecord) remaining(now int64) time.Duration {
+	return time.Duration(l.ttl*int64(time.Second) - (now - l.renewed))
+}
 
 // leaseTxn runs fn in a transaction holding lease id's lock; rec is nil when
 // the lease does not exist.
@@ -89,7 +96,7 @@ func (s *Store) LeaseKeepAlive(ctx context.Context, id int64) (int64, error) {
 			return ErrLeaseNotFound
 		}
 		ttl = rec.ttl
-		return etx.PutAll(ctx, s.tables.leases, []Entry{{Key: revisionKey(id), Value: encodeLease(leaseRecord{ttl: rec.ttl, expiry: deadline(rec.ttl)})}})
+		return etx.PutAll(ctx, s.tables.leases, []Entry{{Key: revisionKey(id), Value: encodeLease(leaseRecord{ttl: rec.ttl, renewed: time.Now().UnixNano()})}})
 	})
 	return ttl, err
 }
@@ -120,7 +127,7 @@ func (s *Store) revoke(ctx context.Context, id int64, onlyExpired bool) (*txnVie
 			if err != nil {
 				return err
 			}
-			if rec.expiry > time.Now().UnixNano() {
+			if rec.remaining(time.Now().UnixNano()) > 0 {
 				return nil
 			}
 		}
@@ -160,8 +167,7 @@ func (s *Store) LeaseTimeToLive(ctx context.Context, id int64, withKeys bool) (*
 	if err != nil {
 		return nil, err
 	}
-	remaining := time.Until(time.Unix(0, rec.expiry))
-	resp.TTL = max(int64(remaining.Seconds()), 0)
+	resp.TTL = max(int64(rec.remaining(time.Now().UnixNano()).Seconds()), 0)
 	resp.GrantedTTL = rec.ttl
 	if withKeys {
 		s.mu.RLock()
@@ -210,7 +216,7 @@ func (s *Store) revokeExpired() {
 		if err != nil {
 			return err
 		}
-		if rec, err := decodeLease(value); err == nil && rec.expiry <= now {
+		if rec, err := decodeLease(value); err == nil && rec.remaining(now) <= 0 {
 			expired = append(expired, id)
 		}
 		return nil

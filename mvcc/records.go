@@ -39,6 +39,15 @@ func decodeCounter(b []byte) (int64, error) {
 	return decodeRevision(b)
 }
 
+// decodeCompact decodes the compacted revision; a store never compacted is
+// at -1, as etcd's compactMainRev, so that Compact(0) succeeds once.
+func decodeCompact(b []byte) (int64, error) {
+	if b == nil {
+		return -1, nil
+	}
+	return decodeRevision(b)
+}
+
 func decodeRevision(b []byte) (int64, error) {
 	if b == nil {
 		return 0, nil
@@ -111,14 +120,14 @@ func decodeEvents(b []byte) ([]*mvccpb.Event, error) {
 
 // leaseRecord is a lease as stored in the leases table.
 type leaseRecord struct {
-	ttl    int64 // granted TTL in seconds
-	expiry int64 // deadline in unix nanoseconds
+	ttl     int64 // granted TTL in seconds
+	renewed int64 // last grant or keep-alive, unix nanoseconds
 }
 
 func encodeLease(l leaseRecord) []byte {
 	b := make([]byte, 16)
 	binary.BigEndian.PutUint64(b, uint64(l.ttl))
-	binary.BigEndian.PutUint64(b[8:], uint64(l.expiry))
+	binary.BigEndian.PutUint64(b[8:], uint64(l.renewed))
 	return b
 }
 
@@ -126,5 +135,5 @@ func decodeLease(b []byte) (leaseRecord, error) {
 	if len(b) != 16 {
 		return leaseRecord{}, fmt.Errorf("mvcc: bad lease record of %d bytes", len(b))
 	}
-	return leaseRecord{ttl: int64(binary.BigEndian.Uint64(b)), expiry: int64(binary.BigEndian.Uint64(b[8:]))}, nil
+	return leaseRecord{ttl: int64(binary.BigEndian.Uint64(b)), renewed: int64(binary.BigEndian.Uint64(b[8:]))}, nil
 }

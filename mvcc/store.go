@@ -122,7 +122,7 @@ func (l *eventLog) trimBefore(rev int64) {
 // It returns once the view has caught up with the counter read at start-up.
 func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	cfg.setDefaults()
-	s := &Store{cfg: cfg, eng: eng, lg: cfg.Logger, ix: newIndex(), advanced: make(chan struct{}), stop: make(chan struct{})}
+	s := &Store{cfg: cfg, eng: eng, lg: cfg.Logger, ix: newIndex(), advanced: make(chan struct{}), stop: make(chan struct{}), compactRev: -1}
 	s.tables.kv = cfg.Prefix + tableKV
 	s.tables.history = cfg.Prefix + tableHistory
 	s.tables.revlog = cfg.Prefix + tableRevlog
@@ -179,7 +179,7 @@ func (s *Store) readMeta(ctx context.Context) (counter, compact int64, err error
 	if counter, err = decodeCounter(vals[0]); err != nil {
 		return 0, 0, err
 	}
-	if compact, err = decodeRevision(vals[1]); err != nil {
+	if compact, err = decodeCompact(vals[1]); err != nil {
 		return 0, 0, err
 	}
 	return counter, compact, nil
