@@ -5,10 +5,8 @@ package embed
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +28,14 @@ type Config struct {
 	MaxRequestBytes             int
 	MaxTxnOps                   int
 	WatchProgressNotifyInterval time.Duration
+	// ClientTLSInfo secures https client URLs (etcd's --cert-file,
+	// --key-file, --trusted-ca-file, --client-cert-auth); ClientAutoTLS
+	// (--auto-tls) makes a self-signed certificate when it has none.
+	ClientTLSInfo TLSInfo
+	ClientAutoTLS bool
+	// GRPCKeepAliveMinTime, GRPCKeepAliveInterval and GRPCKeepAliveTimeout
+	// are etcd's --grpc-keepalive-* (zero: etcd's defaults).
+	GRPCKeepAliveMinTime, GRPCKeepAliveInterval, GRPCKeepAliveTimeout time.Duration
 	// IgniteEndpoints selects the Ignite engine; empty means the in-memory
 	// engine (not durable).
 	IgniteEndpoints []string
@@ -55,7 +61,9 @@ type Node struct {
 	ownEngine bool
 	store     *mvcc.Store
 	grpc      *grpc.Server
-	listeners []net.Listener
+	http      *http.Server
+	gateway   *grpc.ClientConn // the JSON gateway's in-process connection
+	listeners []*clientListener
 	urls      []string
 	serveWG   sync.WaitGroup
 	closeOnce sync.Once
@@ -88,15 +96,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		lg.Warn().Msg("no --ignite-endpoints given: running on the in-memory engine; data is NOT durable and is lost when the process exits")
 		n.engine, n.ownEngine = memengine.New(), true
 	}
+	tlsCfg, err := clientTLS(cfg)
+	if err != nil {
+		n.closeEngine()
+		return nil, err
+	}
 	for _, u := range cfg.ListenClientURLs {
-		l, err := listen(u)
+		l, err := listen(u, tlsCfg)
 		if err != nil {
 			n.closeListeners()
 			n.closeEngine()
 			return nil, err
 		}
 		n.listeners = append(n.listeners, l)
-		n.urls = append(n.urls, "http://"+l.Addr().String())
+		n.urls = append(n.urls, l.url)
 	}
 	advertise := cfg.AdvertiseClientURLs
 	if len(advertise) == 0 {
@@ -116,43 +129,38 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Name: cfg.Name, ClientURLs: advertise, ClusterName: cfg.Prefix,
 		MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval, Logger: lg,
+		KeepaliveMinTime: cfg.GRPCKeepAliveMinTime, KeepaliveInterval: cfg.GRPCKeepAliveInterval,
+		KeepaliveTimeout: cfg.GRPCKeepAliveTimeout,
 	})
 	n.grpc = grpc.NewServer(srv.GRPCOptions()...)
 	srv.Register(n.grpc)
 	if err := srv.RegisterMember(ctx); err != nil {
 		lg.Warn().Err(err).Msg("registering this member in storage failed; MemberList on other nodes will not show it")
 	}
-	for _, l := range n.listeners {
-		n.serveWG.Add(1)
-		go func(l net.Listener) {
-			defer n.serveWG.Done()
-			if err := n.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				lg.Error().Err(err).Str("address", l.Addr().String()).Msg("serving clients stopped")
-			}
-		}(l)
-		lg.Info().Str("address", l.Addr().String()).Msg("serving etcd clients")
+	if err := n.startServing(srv); err != nil {
+		n.Close()
+		return nil, err
 	}
 	return n, nil
 }
 
-// listen opens a listener for an etcd-style client URL (http://host:port).
-func listen(raw string) (net.Listener, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("invalid client URL %q: want scheme://host:port", raw)
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "http":
-	case "https":
-		return nil, fmt.Errorf("client URL %q: TLS is not available in this build yet", raw)
-	default:
-		return nil, fmt.Errorf("client URL %q: unsupported scheme %q (want http)", raw, u.Scheme)
-	}
-	l, err := net.Listen("tcp", u.Host)
+// startServing serves gRPC and HTTP on every client listener.
+func (n *Node) startServing(srv *server.Server) error {
+	metrics, err := newMetricsRegistry(srv, n.grpc)
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", u.Host, err)
+		return err
 	}
-	return l, nil
+	gateway, err := n.startGateway()
+	if err != nil {
+		return err
+	}
+	n.http = &http.Server{Handler: n.httpHandler(metrics, gateway), ReadHeaderTimeout: sniffTimeout}
+	for _, l := range n.listeners {
+		n.serve(l, n.http)
+		n.cfg.Logger.Info().Str("url", l.url).Bool("client_cert_auth", strings.HasPrefix(l.url, "https") && n.cfg.ClientTLSInfo.ClientCertAuth).
+			Msg("serving etcd clients: gRPC, and HTTP /health /readyz /livez /version /metrics /v3/")
+	}
+	return nil
 }
 
 // ClientURLs are the URLs the node listens on, with ports resolved.
@@ -162,7 +170,7 @@ func (n *Node) ClientURLs() []string { return n.urls }
 func (n *Node) Endpoints() []string {
 	eps := make([]string, len(n.listeners))
 	for i, l := range n.listeners {
-		eps[i] = l.Addr().String()
+		eps[i] = l.root.Addr().String()
 	}
 	return eps
 }
@@ -177,28 +185,10 @@ func (n *Node) Close() { n.Shutdown(5 * time.Second) }
 // Shutdown is Close with a chosen grace period.
 func (n *Node) Shutdown(grace time.Duration) {
 	n.closeOnce.Do(func() {
-		done := make(chan struct{})
-		go func() {
-			n.grpc.GracefulStop()
-			close(done)
-		}()
-		// Watch streams never end on their own: stop the store first so
-		// they return, then give unary calls the grace period.
-		n.store.Close()
-		select {
-		case <-done:
-		case <-time.After(grace):
-			n.grpc.Stop()
-		}
+		n.stopServing(grace)
 		n.serveWG.Wait()
 		n.closeEngine()
 	})
-}
-
-func (n *Node) closeListeners() {
-	for _, l := range n.listeners {
-		l.Close()
-	}
 }
 
 func (n *Node) closeEngine() {

@@ -34,7 +34,13 @@ type Config struct {
 	// ProgressNotifyInterval is etcd's --watch-progress-notify-interval
 	// (default 10 minutes).
 	ProgressNotifyInterval time.Duration
-	Logger                 zerolog.Logger
+	// KeepaliveMinTime, KeepaliveInterval and KeepaliveTimeout are etcd's
+	// --grpc-keepalive-min-time (default 5s: clients pinging more often
+	// are disconnected), --grpc-keepalive-interval (default 2h: how often
+	// the server pings an idle connection) and --grpc-keepalive-timeout
+	// (default 20s: how long it waits for the answer).
+	KeepaliveMinTime, KeepaliveInterval, KeepaliveTimeout time.Duration
+	Logger                                                zerolog.Logger
 }
 
 // Defaults of etcd's server flags.
@@ -45,6 +51,10 @@ const (
 	// MaxRequestBytes, so that slightly larger requests get etcd's own
 	// "request is too large" error rather than gRPC's.
 	grpcOverheadBytes = 512 * 1024
+
+	DefaultKeepaliveMinTime  = 5 * time.Second
+	DefaultKeepaliveInterval = 2 * time.Hour
+	DefaultKeepaliveTimeout  = 20 * time.Second
 )
 
 // Version is the etcd version this server reports (the api module's).
@@ -53,9 +63,10 @@ var Version = version.Version
 // Server implements etcd's KV, Watch, Lease, Maintenance, Cluster and Auth
 // services over one mvcc.Store.
 type Server struct {
-	cfg   Config
-	store *mvcc.Store
-	lg    zerolog.Logger
+	cfg     Config
+	store   *mvcc.Store
+	lg      zerolog.Logger
+	metrics *metrics
 }
 
 // New returns a Server for store.
@@ -81,7 +92,16 @@ func New(store *mvcc.Store, cfg Config) *Server {
 	if cfg.MemberID == 0 {
 		cfg.MemberID = hashID(cfg.ClusterName + "/" + cfg.Name)
 	}
-	return &Server{cfg: cfg, store: store, lg: cfg.Logger}
+	if cfg.KeepaliveMinTime <= 0 {
+		cfg.KeepaliveMinTime = DefaultKeepaliveMinTime
+	}
+	if cfg.KeepaliveInterval <= 0 {
+		cfg.KeepaliveInterval = DefaultKeepaliveInterval
+	}
+	if cfg.KeepaliveTimeout <= 0 {
+		cfg.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
+	return &Server{cfg: cfg, store: store, lg: cfg.Logger, metrics: newMetrics(store)}
 }
 
 func hashID(s string) uint64 {
@@ -91,16 +111,18 @@ func hashID(s string) uint64 {
 }
 
 // GRPCOptions are the gRPC server options etcd uses for its client port:
-// message size limits and keepalive enforcement that accepts the 30 s
-// pings kube-apiserver sends.
+// message size limits, keepalive (the defaults accept the 30 s pings
+// kube-apiserver sends), and the metrics interceptors, outermost so that
+// rejected requests are counted too.
 func (s *Server) GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.ChainUnaryInterceptor(s.requestSizeInterceptor),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: s.cfg.KeepaliveMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: s.cfg.KeepaliveInterval, Timeout: s.cfg.KeepaliveTimeout}),
+		grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor(), s.requestSizeInterceptor),
+		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor(), s.metrics.countWatchers),
 	}
 }
 
