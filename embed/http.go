@@ -60,7 +60,7 @@ func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
 		n.cfg.Logger.Warn().Str("reason", reason).Msg("/health: unhealthy")
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	json.NewEncoder(w).Encode(struct {
+	writeJSON(w, struct {
 		Health string `json:"health"`
 		Reason string `json:"reason"`
 	}{fmt.Sprint(reason == ""), reason})
@@ -106,8 +106,9 @@ func (n *Node) serializableRead(ctx context.Context) error {
 }
 
 // serveChecks answers as etcd 3.6's /livez and /readyz (the Kubernetes
-// healthz form): "ok", or HTTP 503 with the failed checks; ?verbose lists
-// every check; ?exclude=name skips one.
+// healthz form): "ok", or HTTP 503 listing every check and why one failed
+// (Kubernetes withholds the reason; an operator wants it); ?verbose lists
+// the checks on success too; ?exclude=name skips one.
 func (n *Node) serveChecks(endpoint string, checks []check) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
@@ -128,7 +129,7 @@ func (n *Node) serveChecks(endpoint string, checks []check) http.HandlerFunc {
 			if err := c.run(ctx); err != nil {
 				failed = true
 				fmt.Fprintf(&out, "[-]%s failed: %v\n", c.name, err)
-			} else if verbose {
+			} else {
 				fmt.Fprintf(&out, "[+]%s ok\n", c.name)
 			}
 		}
@@ -140,20 +141,26 @@ func (n *Node) serveChecks(endpoint string, checks []check) http.HandlerFunc {
 			return
 		}
 		if verbose {
-			fmt.Fprintf(w, "%s%s check passed\n", out.String(), endpoint)
-			return
+			fmt.Fprint(w, out.String())
 		}
-		fmt.Fprint(w, "ok")
+		fmt.Fprint(w, "ok\n")
 	}
 }
 
 // serveVersion is etcd's /version.
 func serveVersion(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(version.Versions{
+	writeJSON(w, version.Versions{
 		Server:  server.Version,
 		Cluster: version.Cluster(server.Version) + ".0",
+		Storage: version.Cluster(server.Version) + ".0",
 	})
+}
+
+// writeJSON writes v as etcd does: compact, no trailing newline.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, _ := json.Marshal(v)
+	w.Write(b)
 }
 
 // newMetricsRegistry gathers the node's metrics: the server's (per-RPC,
