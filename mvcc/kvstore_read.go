@@ -14,6 +14,7 @@ import (
 // it, so it sees every write acknowledged before it began, on any node. A
 // serializable read answers at the local safe point at once.
 func (s *Store) readRevision(ctx context.Context, serializable bool) (rev, compact int64, err error) {
+	compact = -1 // never compacted, as etcd's compactMainRev
 	if !serializable {
 		counter, metaCompact, err := s.readMeta(ctx)
 		if err != nil {
