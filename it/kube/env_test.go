@@ -1,0 +1,117 @@
+package kube
+
+// The env helper is a copy of it/node_test.go's (test helpers of another
+// module are not importable): each test gets a fresh keyspace on the
+// in-memory engine or on Ignite (the ignitetest double, or the real cluster
+// named by IGNETCD_TEST_IGNITE), and an ignetcd node started in-process.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ignetcd/ignetcd/embed"
+	ignclient "github.com/ignetcd/ignetcd/ignite/client"
+	"github.com/ignetcd/ignetcd/ignite/engine"
+	"github.com/ignetcd/ignetcd/ignite/ignitetest"
+	"github.com/ignetcd/ignetcd/memengine"
+	"github.com/ignetcd/ignetcd/mvcc"
+)
+
+// nodeOptions tune a test node.
+type nodeOptions struct {
+	name string
+	cfg  func(*embed.Config)
+}
+
+// testEnv is one storage backend: the in-memory engine, or Ignite.
+type testEnv struct {
+	kind   string // "memory" or "ignite"
+	prefix string
+	mem    *memengine.Engine
+	ignite []string
+	double *ignitetest.Server // nil on a real cluster
+}
+
+var envSeq atomic.Int64
+
+// engines are the engines every test runs on, as subtests named for them.
+var engines = []string{"memory", "ignite"}
+
+// eachEngine runs fn once per engine, as subtests named for the engine,
+// each on a fresh keyspace.
+func eachEngine(t *testing.T, fn func(t *testing.T, env *testEnv)) {
+	for _, kind := range engines {
+		t.Run(kind, func(t *testing.T) { fn(t, newEnv(t, kind)) })
+	}
+}
+
+func newEnv(t *testing.T, kind string) *testEnv {
+	env := &testEnv{kind: kind, prefix: fmt.Sprintf("kube-%d-%d-", time.Now().UnixNano(), envSeq.Add(1))}
+	switch kind {
+	case "memory":
+		env.mem = memengine.New()
+		t.Cleanup(func() { env.mem.Close() })
+	case "ignite":
+		env.ignite, env.double = ignitetest.Endpoints(t, ignitetest.Options{})
+	}
+	return env
+}
+
+// engine returns the engine a new node of this env uses.
+func (env *testEnv) engine(t testing.TB) mvcc.Engine {
+	if env.kind == "memory" {
+		return env.mem
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e, err := engine.Open(ctx, engine.Config{Client: ignclient.Config{Endpoints: env.ignite}})
+	if err != nil {
+		t.Fatalf("opening the Ignite engine: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// testLogger logs errors of the node under test to the test log (all of
+// it with IGNETCD_TEST_LOG=1).
+func testLogger(t testing.TB) zerolog.Logger {
+	if os.Getenv("IGNETCD_TEST_LOG") != "" {
+		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	}
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+}
+
+// startNode starts an ignetcd node of env on a free loopback port, stopped
+// at the end of the test.
+func (env *testEnv) startNode(t testing.TB, o nodeOptions) *embed.Node {
+	t.Helper()
+	name := o.name
+	if name == "" {
+		name = "kube"
+	}
+	cfg := embed.Config{
+		Name:             name,
+		ListenClientURLs: []string{"http://127.0.0.1:0"},
+		Engine:           env.engine(t),
+		Prefix:           env.prefix,
+		Logger:           testLogger(t),
+		Store:            mvcc.Config{PollInterval: 20 * time.Millisecond, LeaseCheckInterval: 100 * time.Millisecond},
+	}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := embed.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("starting ignetcd: %v", err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
