@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ignetcd/ignetcd/embed"
@@ -470,6 +471,58 @@ func TestMemberListShowsLiveNodes(t *testing.T) {
 		nodes[2].Close()
 		if got := names(clients[0]); got != "node0,node1" {
 			t.Fatalf("after node2 stopped, members are %q, want node0,node1", got)
+		}
+	})
+}
+
+// TestNoLeaderWhenStorageLost: with Ignite gone, requests carrying etcd's
+// "hasleader" metadata get "no leader" and such watches are closed, as
+// kube-apiserver expects; once Ignite is back the node serves again
+// without a restart.
+func TestNoLeaderWhenStorageLost(t *testing.T) {
+	onDouble(t, func(t *testing.T, env *testEnv) {
+		n := env.startNode(t, nodeOptions{})
+		c := newClient(t, n.Endpoints()...)
+		ctx := testCtx(t)
+		if _, err := c.Put(ctx, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		wch := c.Watch(clientv3.WithRequireLeader(ctx), "k")
+		env.double.StopNode(0)
+		closed := false
+		for wr := range wch {
+			if errors.Is(wr.Err(), rpctypes.ErrNoLeader) {
+				closed = true
+			}
+		}
+		if !closed {
+			t.Fatal("a hasleader watch was not closed with 'no leader' when storage was lost")
+		}
+		rctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 2*time.Second)
+		_, err := c.Get(rctx, "k", clientv3.WithSerializable())
+		cancel()
+		if err == nil {
+			t.Fatal("a hasleader read succeeded without storage")
+		}
+		if err := env.double.StartNode(0); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := c.Put(rctx, "k", "back")
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node did not recover after storage returned: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		g, err := c.Get(clientv3.WithRequireLeader(ctx), "k")
+		if err != nil || string(g.Kvs[0].Value) != "back" {
+			t.Fatalf("read after recovery: %+v %v", g, err)
 		}
 	})
 }

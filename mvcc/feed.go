@@ -19,13 +19,16 @@ import (
 type feed struct {
 	s *Store
 
-	mu        sync.Mutex
-	buf       *ordering.Buffer[[]*mvccpb.Event] // nil until start
-	early     map[int64][]*mvccpb.Event         // notifications before start
-	rule      safeinterval.Rule
-	gaps      *safeinterval.GapDetector
-	sub       Subscription
-	lost      bool
+	mu    sync.Mutex
+	buf   *ordering.Buffer[[]*mvccpb.Event] // nil until start
+	early map[int64][]*mvccpb.Event         // notifications before start
+	rule  safeinterval.Rule
+	gaps  *safeinterval.GapDetector
+	sub   Subscription
+	lost  bool
+	// lostAt is when storage was found unreachable (the subscription lost,
+	// or the counter poll failing); zero while it is reachable.
+	lostAt    time.Time
 	wake      chan struct{} // poked when the loop has work: lost feed, a reader waiting
 	releaseMu sync.Mutex    // keeps releases in order across goroutines
 }
@@ -54,6 +57,9 @@ func (f *feed) subscribe(ctx context.Context) error {
 		if f.sub == sub {
 			f.lost = true
 			f.sub = nil
+			if f.lostAt.IsZero() {
+				f.lostAt = time.Now()
+			}
 		}
 		f.mu.Unlock()
 		f.s.lg.Warn().Err(err).Msg("change feed lost; resubscribing and filling the gap from revlog")
@@ -117,6 +123,16 @@ func (f *feed) add(rev int64, evs []*mvccpb.Event) {
 	}
 	f.buf.Add(rev, evs)
 	f.gaps.Observe(f.buf, time.Now())
+}
+
+// lostFor is how long storage has been unreachable; 0 while reachable.
+func (f *feed) lostFor() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lostAt.IsZero() {
+		return 0
+	}
+	return max(time.Since(f.lostAt), time.Nanosecond)
 }
 
 // known tells the gap detector that revisions up to rev exist (a reader
@@ -189,6 +205,14 @@ func (f *feed) run() {
 
 func (f *feed) poll(ctx context.Context) {
 	counter, compact, err := f.s.readMeta(ctx)
+	f.mu.Lock()
+	switch {
+	case err != nil && f.lostAt.IsZero():
+		f.lostAt = time.Now()
+	case err == nil && !f.lost:
+		f.lostAt = time.Time{}
+	}
+	f.mu.Unlock()
 	if err != nil {
 		f.s.lg.Debug().Err(err).Msg("reading the revision counter failed")
 		return

@@ -280,6 +280,11 @@ func (s *Store) Revision() int64 {
 	return s.safePoint
 }
 
+// StorageLostFor reports how long this node has been cut off from its
+// storage engine (its change feed lost, or the counter unreadable); 0 while
+// connected. It is ignetcd's "no leader".
+func (s *Store) StorageLostFor() time.Duration { return s.feed.lostFor() }
+
 // CompactRevision returns the compacted revision as this node knows it.
 func (s *Store) CompactRevision() int64 {
 	s.mu.RLock()
