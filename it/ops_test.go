@@ -585,6 +585,79 @@ func TestOpsBinaryErrors(t *testing.T) {
 	}
 }
 
+// runningBinary is an ignetcd process started by startBinary.
+type runningBinary struct {
+	cmd     *exec.Cmd
+	logs    chan string
+	startup string // the log lines up to "ignetcd ready"
+}
+
+// startBinary starts bin and waits for its "ignetcd ready" log line; it is
+// killed at the end of the test if still running.
+func startBinary(t *testing.T, bin string, env []string, args ...string) *runningBinary {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b := &runningBinary{cmd: cmd, logs: make(chan string, 100)}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			b.logs <- sc.Text()
+		}
+		close(b.logs)
+	}()
+	var seen []string
+	for ready := false; !ready; {
+		select {
+		case line, ok := <-b.logs:
+			if !ok {
+				t.Fatalf("ignetcd exited before it was ready:\n%s", strings.Join(seen, "\n"))
+			}
+			seen = append(seen, line)
+			ready = strings.Contains(line, "ignetcd ready")
+		case <-time.After(20 * time.Second):
+			t.Fatalf("ignetcd not ready after 20s:\n%s", strings.Join(seen, "\n"))
+		}
+	}
+	b.startup = strings.Join(seen, "\n")
+	return b
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (b *runningBinary) stop(t *testing.T) {
+	t.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range b.logs {
+		}
+		done <- b.cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ignetcd after SIGTERM: %v, want exit 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("ignetcd did not stop within 15s of SIGTERM")
+	}
+}
+
 // TestOpsBinaryServes runs the real binary configured by a config file and
 // the environment, over mutual TLS, and stops it with SIGTERM.
 func TestOpsBinaryServes(t *testing.T) {
@@ -603,41 +676,10 @@ client-transport-security:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(ignetcdBinary(t))
-	cmd.Env = append(os.Environ(), "IGNETCD_CONFIG_FILE="+cfgFile, "IGNETCD_MAX_TXN_OPS=3")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs <- sc.Text()
-		}
-		close(logs)
-	}()
-	var seen []string
-	for ready := false; !ready; {
-		select {
-		case line, ok := <-logs:
-			if !ok {
-				t.Fatalf("ignetcd exited before it was ready:\n%s", strings.Join(seen, "\n"))
-			}
-			seen = append(seen, line)
-			ready = strings.Contains(line, "ignetcd ready")
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("ignetcd not ready after 20s:\n%s", strings.Join(seen, "\n"))
-		}
-	}
-	all := strings.Join(seen, "\n")
+	b := startBinary(t, ignetcdBinary(t), []string{"IGNETCD_CONFIG_FILE=" + cfgFile, "IGNETCD_MAX_TXN_OPS=3"})
 	for _, want := range []string{`"member":"from-config-file"`, `"url":"https://` + addr + `"`, `"client_cert_auth":true`, "in-memory engine", `"engine":"memory"`, "loaded keyspace from storage"} {
-		if !strings.Contains(all, want) {
-			t.Errorf("start-up logs lack %s:\n%s", want, all)
+		if !strings.Contains(b.startup, want) {
+			t.Errorf("start-up logs lack %s:\n%s", want, b.startup)
 		}
 	}
 
@@ -651,23 +693,46 @@ client-transport-security:
 		t.Fatalf("etcdctl txn of 4 ops with --max-txn-ops=3: %q", out)
 	}
 	etcdctl(t, url, "", true, "--cacert="+pki.caFile, "--command-timeout=2s", "get", "bin")
+	b.stop(t)
+}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+// TestOpsBinaryIgniteTLSAndAuth runs the binary against an Ignite (the test
+// double) that requires TLS and a password, given by flags and environment.
+func TestOpsBinaryIgniteTLSAndAuth(t *testing.T) {
+	pki := newPKI(t)
+	serverPair, err := tls.LoadX509KeyPair(pki.serverCert, pki.serverKey)
+	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		for range logs {
-		}
-		done <- cmd.Wait()
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("ignetcd after SIGTERM: %v, want exit 0", err)
-		}
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("ignetcd did not stop within 15s of SIGTERM")
+	ignite := ignitetest.New(t, ignitetest.Options{
+		Username: "ignite", Password: "s3cret",
+		TLS: &tls.Config{Certificates: []tls.Certificate{serverPair}, MinVersion: tls.VersionTLS12},
+	})
+	bin := ignetcdBinary(t)
+	addr := freeAddr(t)
+	args := []string{"--listen-client-urls=http://" + addr, "--ignite-endpoints=" + ignite.Addr(),
+		"--ignite-tls-trusted-ca-file=" + pki.caFile, "--ignite-username=ignite"}
+
+	code, last := runBinary(t, bin, []string{"IGNETCD_IGNITE_PASSWORD=wrong"}, args...)
+	if code != 1 || !strings.HasPrefix(last, "ignetcd: connecting to Ignite at "+ignite.Addr()) {
+		t.Errorf("wrong Ignite password: exit %d, %q; want exit 1 and a line saying so", code, last)
 	}
+	code, last = runBinary(t, bin, []string{"IGNETCD_IGNITE_PASSWORD=s3cret"}, append(args[:2:2], "--ignite-username=ignite")...)
+	if code != 1 || !strings.HasPrefix(last, "ignetcd: connecting to Ignite at ") {
+		t.Errorf("plain text to a TLS Ignite: exit %d, %q; want exit 1", code, last)
+	}
+
+	b := startBinary(t, bin, []string{"IGNETCD_IGNITE_PASSWORD=s3cret"}, args...)
+	for _, want := range []string{`"tls":true`, `"authentication":true`, `"engine":"ignite"`, "connected to Ignite"} {
+		if !strings.Contains(b.startup, want) {
+			t.Errorf("start-up logs lack %s:\n%s", want, b.startup)
+		}
+	}
+	if out := etcdctl(t, addr, "", false, "put", "over", "tls"); out != "OK\n" {
+		t.Fatalf("etcdctl put through an Ignite over TLS: %q", out)
+	}
+	if out := etcdctl(t, addr, "", false, "get", "over", "--print-value-only"); out != "tls\n" {
+		t.Fatalf("etcdctl get: %q", out)
+	}
+	b.stop(t)
 }
