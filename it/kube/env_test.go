@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	ignclient "github.com/ignetcd/ignetcd/ignite/client"
 	"github.com/ignetcd/ignetcd/ignite/engine"
 	"github.com/ignetcd/ignetcd/ignite/ignitetest"
+	"github.com/ignetcd/ignetcd/it/etcdbin"
 	"github.com/ignetcd/ignetcd/memengine"
 	"github.com/ignetcd/ignetcd/mvcc"
 )
@@ -29,19 +31,31 @@ type nodeOptions struct {
 	cfg  func(*embed.Config)
 }
 
-// testEnv is one storage backend: the in-memory engine, or Ignite.
+// testEnv is one storage backend: the in-memory engine, Ignite, or, for
+// reference, a real etcd.
 type testEnv struct {
-	kind   string // "memory" or "ignite"
+	kind   string // "memory", "ignite" or "etcd"
 	prefix string
 	mem    *memengine.Engine
 	ignite []string
 	double *ignitetest.Server // nil on a real cluster
+	etcd   string             // the etcd endpoint, once started
+	t      testing.TB         // the test the env lives as long as
 }
 
 var envSeq atomic.Int64
 
-// engines are the engines every test runs on, as subtests named for them.
-var engines = []string{"memory", "ignite"}
+// engines are the backends every test runs on, as subtests named for them:
+// ignetcd on its in-memory engine, ignetcd on Ignite, and a real etcd
+// 3.6.16 (built by it/etcdbin) as the reference that shows the harness and
+// the tests hold for etcd itself. IGNETCD_KUBE_ENGINES (comma-separated)
+// overrides the list.
+var engines = func() []string {
+	if v := os.Getenv("IGNETCD_KUBE_ENGINES"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return []string{"memory", "ignite", "etcd"}
+}()
 
 // eachEngine runs fn once per engine, as subtests named for the engine,
 // each on a fresh keyspace.
@@ -52,15 +66,41 @@ func eachEngine(t *testing.T, fn func(t *testing.T, env *testEnv)) {
 }
 
 func newEnv(t *testing.T, kind string) *testEnv {
-	env := &testEnv{kind: kind, prefix: fmt.Sprintf("kube-%d-%d-", time.Now().UnixNano(), envSeq.Add(1))}
+	env := &testEnv{kind: kind, prefix: fmt.Sprintf("kube-%d-%d-", time.Now().UnixNano(), envSeq.Add(1)), t: t}
 	switch kind {
 	case "memory":
 		env.mem = memengine.New()
 		t.Cleanup(func() { env.mem.Close() })
 	case "ignite":
 		env.ignite, env.double = ignitetest.Endpoints(t, ignitetest.Options{})
+	case "etcd":
+	default:
+		t.Fatalf("unknown engine %q (want memory, ignite or etcd)", kind)
 	}
 	return env
+}
+
+// endpoints starts a server of env and returns its client endpoints: a new
+// ignetcd node (nodes of one env share its keyspace), or, for etcd, the
+// env's one etcd server, started on first use. cfg tunes the node; of it
+// only WatchProgressNotifyInterval applies to etcd.
+func (env *testEnv) endpoints(t testing.TB, cfg func(*embed.Config)) []string {
+	t.Helper()
+	if env.kind != "etcd" {
+		return env.startNode(t, nodeOptions{cfg: cfg}).Endpoints()
+	}
+	if env.etcd == "" {
+		var c embed.Config
+		if cfg != nil {
+			cfg(&c)
+		}
+		var args []string
+		if c.WatchProgressNotifyInterval > 0 {
+			args = append(args, "--watch-progress-notify-interval="+c.WatchProgressNotifyInterval.String())
+		}
+		env.etcd = etcdbin.StartEtcd(env.t, args...)
+	}
+	return []string{env.etcd}
 }
 
 // engine returns the engine a new node of this env uses.

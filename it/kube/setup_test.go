@@ -214,9 +214,8 @@ func withDefaults(o *setupOptions) {
 // kubernetes client on it whose KV and Kubernetes interfaces are recorded.
 func runIgnetcd(t testing.TB, env *testEnv, cfg func(*embed.Config)) *kubernetes.Client {
 	t.Helper()
-	n := env.startNode(t, nodeOptions{cfg: cfg})
 	client, err := kubernetes.New(clientv3.Config{
-		Endpoints:   n.Endpoints(),
+		Endpoints:   env.endpoints(t, cfg),
 		DialTimeout: 10 * time.Second,
 		DialOptions: []grpc.DialOption{grpc.WithBlock()},
 		Logger:      zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel)).Named("etcd-client"),
