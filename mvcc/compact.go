@@ -11,7 +11,7 @@ import (
 // in the background otherwise. It returns the current revision.
 func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, error) {
 	var cur int64
-	_, err := s.update(ctx, func(v *txnView) error {
+	_, err := s.update(ctx, nil, true, func(v *txnView) error {
 		cur = v.beginRev
 		switch {
 		case rev <= v.compactRev:
@@ -20,7 +20,7 @@ func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, e
 			return ErrFutureRev
 		}
 		v.otherWrites = true
-		return v.etx.PutAll(ctx, s.tables.meta, []Entry{{Key: metaCompact, Value: revisionKey(rev)}})
+		return v.etx.PutAll(v.ctx, s.tables.meta, []Entry{{Key: metaCompact, Value: revisionKey(rev)}})
 	})
 	if err != nil {
 		return 0, err

@@ -114,8 +114,8 @@ func (s *Store) LeaseRevoke(ctx context.Context, id int64) (*pb.LeaseRevokeRespo
 // revoke takes the counter lock first, as every writer does, then the
 // lease's; onlyExpired makes it a no-op for a lease extended meanwhile.
 func (s *Store) revoke(ctx context.Context, id int64, onlyExpired bool) (*txnView, error) {
-	return s.update(ctx, func(v *txnView) error {
-		vals, err := v.etx.GetAll(ctx, s.tables.leases, [][]byte{revisionKey(id)})
+	return s.update(ctx, nil, true, func(v *txnView) error {
+		vals, err := v.etx.GetAll(v.ctx, s.tables.leases, [][]byte{revisionKey(id)})
 		if err != nil {
 			return err
 		}
@@ -144,7 +144,7 @@ func (s *Store) revoke(ctx context.Context, id int64, onlyExpired bool) (*txnVie
 			}
 		}
 		v.otherWrites = true
-		return v.etx.RemoveAll(ctx, s.tables.leases, [][]byte{revisionKey(id)})
+		return v.etx.RemoveAll(v.ctx, s.tables.leases, [][]byte{revisionKey(id)})
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -67,10 +68,12 @@ type Store struct {
 	// moves, to wake waiting readers and watch streams.
 	advanced chan struct{}
 
-	// writeMu makes this node run one write transaction at a time: they
-	// would queue on the counter lock anyway, and each would hold an engine
-	// connection while waiting.
-	writeMu sync.Mutex
+	// writes feeds the node's one writer (writer.go): write transactions
+	// would queue on the counter lock anyway, so the writer groups them.
+	writes chan *writeReq
+	// groups and groupedRequests count committed write groups and the
+	// requests in them.
+	groups, groupedRequests atomic.Int64
 
 	feed *feed
 
@@ -122,7 +125,8 @@ func (l *eventLog) trimBefore(rev int64) {
 // It returns once the view has caught up with the counter read at start-up.
 func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	cfg.setDefaults()
-	s := &Store{cfg: cfg, eng: eng, lg: cfg.Logger, ix: newIndex(), advanced: make(chan struct{}), stop: make(chan struct{}), compactRev: -1}
+	s := &Store{cfg: cfg, eng: eng, lg: cfg.Logger, ix: newIndex(), advanced: make(chan struct{}), stop: make(chan struct{}), compactRev: -1,
+		writes: make(chan *writeReq, maxGroup)}
 	s.tables.kv = cfg.Prefix + tableKV
 	s.tables.history = cfg.Prefix + tableHistory
 	s.tables.revlog = cfg.Prefix + tableRevlog
@@ -147,9 +151,10 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.feed.start(counter)
-	s.stopped.Add(2)
+	s.stopped.Add(3)
 	go s.feed.run()
 	go s.leaseLoop()
+	go s.writerLoop()
 	s.lg.Info().Int64("revision", counter).Int64("compact_revision", s.CompactRevision()).
 		Dur("took", time.Since(started)).Msg("loaded keyspace from storage")
 	return s, nil

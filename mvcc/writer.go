@@ -1,0 +1,379 @@
+package mvcc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// The node's writes go through one writer goroutine that groups whatever
+// requests are pending into one pessimistic engine transaction (group
+// commit, design brief section 3): one counter lock, one bulk read of the
+// keys they touch, one bulk write. Each request still gets its own revision,
+// in arrival order, and sees the effects of the requests before it in the
+// group; a request that fails (a failed check, not a failed compare, which
+// is a successful request) is dropped from the group alone; if the engine
+// transaction fails, every request of the group fails and nothing is
+// applied. A lone request is never delayed: the writer takes what is queued
+// when it is free, and no more.
+
+// maxGroup bounds how many requests share one engine transaction.
+const maxGroup = 256
+
+// groupTimeout bounds one group's engine transaction.
+const groupTimeout = 30 * time.Second
+
+// writeReq is one request waiting for the writer.
+type writeReq struct {
+	ctx context.Context
+	// keys are the single keys the request may read or write, prefetched
+	// (and locked) for the whole group in one round trip.
+	keys [][]byte
+	// solo requests run in a group of their own: they write other tables
+	// directly (lease revoke, compaction) or read history at revisions a
+	// group may not have committed yet.
+	solo bool
+	fn   func(v *txnView) error
+	view *txnView
+	err  error
+	done chan struct{}
+}
+
+// update queues fn for the writer and waits for its group to commit. If ctx
+// ends first, the request may or may not be applied, as with an etcd
+// request that times out.
+func (s *Store) update(ctx context.Context, keys [][]byte, solo bool, fn func(v *txnView) error) (*txnView, error) {
+	req := &writeReq{ctx: ctx, keys: keys, solo: solo, fn: fn, done: make(chan struct{})}
+	select {
+	case s.writes <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stop:
+		return nil, ErrStopped
+	}
+	select {
+	case <-req.done:
+		return req.view, req.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.stop:
+		return nil, ErrStopped
+	}
+}
+
+// writerLoop runs groups until the store stops.
+func (s *Store) writerLoop() {
+	defer s.stopped.Done()
+	var next *writeReq
+	for {
+		req := next
+		next = nil
+		if req == nil {
+			select {
+			case req = <-s.writes:
+			case <-s.stop:
+				return
+			}
+		}
+		group := []*writeReq{req}
+		if !req.solo {
+		fill:
+			for len(group) < maxGroup {
+				select {
+				case r := <-s.writes:
+					if r.solo {
+						next = r
+						break fill
+					}
+					group = append(group, r)
+				default:
+					break fill
+				}
+			}
+		}
+		s.runGroup(group)
+	}
+}
+
+// writeGroup is the shared state of one group's engine transaction.
+type writeGroup struct {
+	s          *Store
+	ctx        context.Context
+	etx        Txn
+	counter    int64 // revision counter locked at the start
+	compactRev int64
+	rev        int64                       // last revision assigned so far
+	fetched    map[string]*mvccpb.KeyValue // records read at counter; nil: absent
+	overlay    map[string]*mvccpb.KeyValue // effects of the group's requests so far
+	indexReady bool                        // the index holds every revision <= counter
+	revisions  [][]*mvccpb.Event           // events of counter+1, counter+2, ...
+	other      bool                        // a solo request wrote other tables
+}
+
+func (s *Store) runGroup(group []*writeReq) {
+	finish := func(err error) {
+		for _, r := range group {
+			if r.err == nil {
+				r.err = err
+			}
+			if err != nil {
+				r.view = nil
+			}
+			close(r.done)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	etx, err := s.eng.Begin(ctx)
+	if err != nil {
+		finish(err)
+		return
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = etx.Rollback(context.Background())
+		}
+	}()
+	// Every writer, on every node, reads and locks the counter first: that
+	// one lock orders all writes, so revisions are unique and contiguous,
+	// and nothing else commits while the group evaluates.
+	meta, err := etx.GetAll(ctx, s.tables.meta, [][]byte{metaRevision, metaCompact})
+	if err != nil {
+		finish(err)
+		return
+	}
+	g := &writeGroup{s: s, ctx: ctx, etx: etx, fetched: map[string]*mvccpb.KeyValue{}, overlay: map[string]*mvccpb.KeyValue{}}
+	if g.counter, err = decodeCounter(meta[0]); err == nil {
+		g.compactRev, err = decodeCompact(meta[1])
+	}
+	if err != nil {
+		finish(err)
+		return
+	}
+	g.rev = g.counter
+	var keys [][]byte
+	for _, r := range group {
+		keys = append(keys, r.keys...)
+	}
+	if err := g.prefetch(keys); err != nil {
+		finish(err)
+		return
+	}
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err // gave up before evaluation: not applied
+			continue
+		}
+		v := &txnView{s: s, base: g, beginRev: g.rev, compactRev: g.compactRev, etx: etx, ctx: ctx,
+			overlay: map[string]*mvccpb.KeyValue{}}
+		if err := r.fn(v); err != nil {
+			r.err = err
+			if r.solo && v.otherWrites {
+				finish(nil) // a solo request is the whole group: roll back
+				return
+			}
+			continue
+		}
+		r.view = v
+		g.other = g.other || v.otherWrites
+		if len(v.changes) > 0 {
+			g.rev++
+			g.revisions = append(g.revisions, v.changes)
+			for k, kv := range v.overlay {
+				g.overlay[k] = kv
+			}
+		}
+	}
+	if len(g.revisions) == 0 && !g.other {
+		finish(nil)
+		return
+	}
+	if len(g.revisions) > 0 {
+		if err := g.write(); err != nil {
+			finish(err)
+			return
+		}
+	}
+	err = etx.Commit(ctx)
+	committed = true
+	if err == nil {
+		s.groups.Add(1)
+		s.groupedRequests.Add(int64(len(group)))
+	}
+	finish(err)
+}
+
+// WriteGroups reports how many write groups committed and how many requests
+// they carried (their ratio is the mean group size).
+func (s *Store) WriteGroups() (groups, requests int64) {
+	return s.groups.Load(), s.groupedRequests.Load()
+}
+
+// prefetch reads and locks the current record of keys in one round trip.
+func (g *writeGroup) prefetch(keys [][]byte) error {
+	var missing [][]byte
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if _, ok := g.fetched[string(k)]; ok || seen[string(k)] {
+			continue
+		}
+		seen[string(k)] = true
+		missing = append(missing, k)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if g.indexReady {
+		g.s.mu.RLock()
+		for _, k := range missing {
+			var kv *mvccpb.KeyValue
+			if ki := g.s.ix.get(k); ki != nil {
+				kv = ki.at(g.counter)
+			}
+			g.fetched[string(k)] = kv
+		}
+		g.s.mu.RUnlock()
+		return nil
+	}
+	vals, err := g.etx.GetAll(g.ctx, g.s.tables.kv, missing)
+	if err != nil {
+		return err
+	}
+	for i, k := range missing {
+		if vals[i] == nil {
+			g.fetched[string(k)] = nil
+			continue
+		}
+		kv := &mvccpb.KeyValue{}
+		if err := kv.Unmarshal(vals[i]); err != nil {
+			return fmt.Errorf("mvcc: malformed kv record: %w", err)
+		}
+		g.fetched[string(k)] = kv
+	}
+	return nil
+}
+
+// get is key's record after the group's requests so far.
+func (g *writeGroup) get(key []byte) (*mvccpb.KeyValue, error) {
+	if kv, ok := g.overlay[string(key)]; ok {
+		if isTombstone(kv) {
+			return nil, nil
+		}
+		return kv, nil
+	}
+	if err := g.prefetch([][]byte{key}); err != nil {
+		return nil, err
+	}
+	return g.fetched[string(key)], nil
+}
+
+func (g *writeGroup) rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error) {
+	if end == nil {
+		kv, err := g.get(key)
+		if kv == nil || err != nil {
+			return nil, err
+		}
+		return []*mvccpb.KeyValue{kv}, nil
+	}
+	if err := g.useIndex(); err != nil {
+		return nil, err
+	}
+	g.s.mu.RLock()
+	kvs, _ := g.s.ix.rangeAt(key, end, g.counter, 0, false)
+	g.s.mu.RUnlock()
+	return mergeOverlay(kvs, g.overlay, key, end), nil
+}
+
+// useIndex waits until the index has every revision <= counter. No writer
+// can commit while the group holds the counter lock, so from then on the
+// index at counter is exactly the keyspace the group started from.
+func (g *writeGroup) useIndex() error {
+	if g.indexReady {
+		return nil
+	}
+	if err := g.s.waitFor(g.ctx, g.counter); err != nil {
+		return err
+	}
+	g.indexReady = true
+	return nil
+}
+
+// leaseExists reads (and locks) a lease record.
+func (g *writeGroup) leaseExists(id int64) (bool, error) {
+	vals, err := g.etx.GetAll(g.ctx, g.s.tables.leases, [][]byte{revisionKey(id)})
+	if err != nil {
+		return false, err
+	}
+	return vals[0] != nil, nil
+}
+
+// write stages the group's changes: latest records, history, one revlog
+// entry per revision (which the change feed delivers) and the counter.
+func (g *writeGroup) write() error {
+	var puts []Entry
+	var removes [][]byte
+	for k, kv := range g.overlay {
+		if isTombstone(kv) {
+			removes = append(removes, []byte(k))
+			continue
+		}
+		b, _ := kv.Marshal()
+		puts = append(puts, Entry{Key: []byte(k), Value: b})
+	}
+	// A stable key order keeps lock acquisition deterministic.
+	slices.SortFunc(puts, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
+	slices.SortFunc(removes, bytes.Compare)
+	var hist, revlog []Entry
+	for i, evs := range g.revisions {
+		rev := g.counter + 1 + int64(i)
+		for sub, ev := range evs {
+			b, _ := ev.Marshal()
+			hist = append(hist, Entry{Key: historyKey(rev, sub), Value: b})
+		}
+		revlog = append(revlog, Entry{Key: revisionKey(rev), Value: encodeEvents(evs)})
+	}
+	ctx, etx, t := g.ctx, g.etx, &g.s.tables
+	if len(puts) > 0 {
+		if err := etx.PutAll(ctx, t.kv, puts); err != nil {
+			return err
+		}
+	}
+	if len(removes) > 0 {
+		if err := etx.RemoveAll(ctx, t.kv, removes); err != nil {
+			return err
+		}
+	}
+	if err := etx.PutAll(ctx, t.history, hist); err != nil {
+		return err
+	}
+	if err := etx.PutAll(ctx, t.revlog, revlog); err != nil {
+		return err
+	}
+	return etx.PutAll(ctx, t.meta, []Entry{{Key: metaRevision, Value: revisionKey(g.rev)}})
+}
+
+// afterWrite lets the node's own view catch up with a write it committed, so
+// that a serializable read or a watch on this node right after the response
+// sees it. The write is committed either way: failing to wait is not an error.
+func (s *Store) afterWrite(ctx context.Context, v *txnView) {
+	if v != nil && len(v.changes) > 0 {
+		_ = s.waitFor(ctx, v.rev())
+	}
+}
+
+// rangeEnd maps an etcd request's range_end to the index's form: nil for a
+// single key, empty for "every key from key on" ("\x00").
+func rangeEnd(end []byte) []byte {
+	if len(end) == 0 {
+		return nil
+	}
+	if len(end) == 1 && end[0] == 0 {
+		return []byte{}
+	}
+	return end
+}
