@@ -437,3 +437,49 @@ func TestGroupCommitKeepsPerRequestSemantics(t *testing.T) {
 		}
 	})
 }
+
+// TestLinearizableReadsBatched: concurrent linearizable reads share counter
+// reads, and each still sees every write acknowledged before it began.
+func TestLinearizableReadsBatched(t *testing.T) {
+	eachEngine(t, func(t *testing.T, env *testEnv) {
+		n := env.startNode(t, nodeOptions{})
+		ctx := testCtx(t)
+		writer := newClient(t, n.Endpoints()...)
+		readers := make([]*clientv3.Client, 8)
+		for i := range readers {
+			readers[i] = newClient(t, n.Endpoints()...)
+		}
+		before := n.Store().CounterReads()
+		var wg sync.WaitGroup
+		errs := make(chan error, len(readers))
+		for i := 0; i < 30; i++ {
+			p, err := writer.Put(ctx, "lin", fmt.Sprint(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range readers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					g, err := r.Get(ctx, "lin")
+					if err == nil && (g.Header.Revision < p.Header.Revision || len(g.Kvs) == 0) {
+						err = fmt.Errorf("read after the write at %d answered at %d", p.Header.Revision, g.Header.Revision)
+					}
+					if err != nil {
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		reads := n.Store().CounterReads() - before
+		t.Logf("%d linearizable reads used %d counter reads", 30*len(readers), reads)
+		if reads >= int64(30*len(readers)) {
+			t.Fatalf("no batching: %d reads used %d counter reads", 30*len(readers), reads)
+		}
+	})
+}

@@ -16,7 +16,7 @@ import (
 func (s *Store) readRevision(ctx context.Context, serializable bool) (rev, compact int64, err error) {
 	compact = -1 // never compacted, as etcd's compactMainRev
 	if !serializable {
-		counter, metaCompact, err := s.readMeta(ctx)
+		counter, metaCompact, err := s.counters.read(ctx)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -75,6 +75,9 @@ type Store struct {
 	// requests in them.
 	groups, groupedRequests atomic.Int64
 
+	counters     counterReader // batches linearizable counter reads
+	counterReads atomic.Int64
+
 	feed *feed
 
 	stop    chan struct{}
@@ -127,6 +130,7 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	cfg.setDefaults()
 	s := &Store{cfg: cfg, eng: eng, lg: cfg.Logger, ix: newIndex(), advanced: make(chan struct{}), stop: make(chan struct{}), compactRev: -1,
 		writes: make(chan *writeReq, maxGroup)}
+	s.counters.s = s
 	s.tables.kv = cfg.Prefix + tableKV
 	s.tables.history = cfg.Prefix + tableHistory
 	s.tables.revlog = cfg.Prefix + tableRevlog
