@@ -88,7 +88,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ccfg.Client.Endpoints = cfg.IgniteEndpoints
 		eng, err := engine.Open(ctx, ccfg)
 		if err != nil {
-			return nil, fmt.Errorf("connecting to Ignite at %s: %w (is an Ignite node running with its thin-client connector on that port? the default port is 10800)", strings.Join(cfg.IgniteEndpoints, ","), err)
+			return nil, fmt.Errorf("connecting to Ignite at %s: %w (%s)", strings.Join(cfg.IgniteEndpoints, ","), err, igniteHint(err))
 		}
 		lg.Info().Strs("ignite_endpoints", cfg.IgniteEndpoints).Dur("took", time.Since(started)).Msg("connected to Ignite")
 		n.engine, n.ownEngine = eng, true

@@ -713,13 +713,22 @@ func TestOpsBinaryIgniteTLSAndAuth(t *testing.T) {
 	args := []string{"--listen-client-urls=http://" + addr, "--ignite-endpoints=" + ignite.Addr(),
 		"--ignite-tls-trusted-ca-file=" + pki.caFile, "--ignite-username=ignite"}
 
-	code, last := runBinary(t, bin, []string{"IGNETCD_IGNITE_PASSWORD=wrong"}, args...)
-	if code != 1 || !strings.HasPrefix(last, "ignetcd: connecting to Ignite at "+ignite.Addr()) {
-		t.Errorf("wrong Ignite password: exit %d, %q; want exit 1 and a line saying so", code, last)
-	}
-	code, last = runBinary(t, bin, []string{"IGNETCD_IGNITE_PASSWORD=s3cret"}, append(args[:2:2], "--ignite-username=ignite")...)
-	if code != 1 || !strings.HasPrefix(last, "ignetcd: connecting to Ignite at ") {
-		t.Errorf("plain text to a TLS Ignite: exit %d, %q; want exit 1", code, last)
+	otherCA := newPKI(t).caFile
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		hint string
+	}{
+		{"wrong password", []string{"IGNETCD_IGNITE_PASSWORD=wrong"}, args, "check --ignite-username and --ignite-password"},
+		{"plain text to a TLS Ignite", []string{"IGNETCD_IGNITE_PASSWORD=s3cret"}, append(args[:2:2], "--ignite-username=ignite"), "if Ignite's client connector requires TLS, set --ignite-tls"},
+		{"untrusted certificate", []string{"IGNETCD_IGNITE_PASSWORD=s3cret"}, append(args[:2:2], "--ignite-tls-trusted-ca-file="+otherCA, "--ignite-username=ignite"),
+			"check --ignite-tls-trusted-ca-file"},
+	} {
+		code, last := runBinary(t, bin, tc.env, tc.args...)
+		if code != 1 || !strings.HasPrefix(last, "ignetcd: connecting to Ignite at "+ignite.Addr()) || !strings.Contains(last, tc.hint) {
+			t.Errorf("%s: exit %d, %q; want exit 1 and one line with the hint %q", tc.name, code, last, tc.hint)
+		}
 	}
 
 	b := startBinary(t, bin, []string{"IGNETCD_IGNITE_PASSWORD=s3cret"}, args...)
