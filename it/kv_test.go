@@ -6,10 +6,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ignetcd/ignetcd/embed"
+	"github.com/ignetcd/ignetcd/mvcc"
 )
 
 func TestKVPutGetRevisions(t *testing.T) {
@@ -480,6 +484,37 @@ func TestLinearizableReadsBatched(t *testing.T) {
 		t.Logf("%d linearizable reads used %d counter reads", 30*len(readers), reads)
 		if reads >= int64(30*len(readers)) {
 			t.Fatalf("no batching: %d reads used %d counter reads", 30*len(readers), reads)
+		}
+	})
+}
+
+// TestAutoCompactionRevisionMode: with etcd's revision-mode auto-compaction
+// the node compacts on its own, keeping the configured number of revisions.
+func TestAutoCompactionRevisionMode(t *testing.T) {
+	eachEngine(t, func(t *testing.T, env *testEnv) {
+		n := env.startNode(t, nodeOptions{cfg: func(c *embed.Config) {
+			c.Store.AutoCompaction = mvcc.AutoCompaction{Revisions: 5, CheckInterval: 50 * time.Millisecond}
+		}})
+		c := newClient(t, n.Endpoints()...)
+		ctx := testCtx(t)
+		for i := 0; i < 20; i++ {
+			if _, err := c.Put(ctx, "k", fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := c.Get(ctx, "k", clientv3.WithRev(15))
+			if errors.Is(err, rpctypes.ErrCompacted) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("revision 15 of 21 still readable (err %v): auto-compaction keeping 5 revisions did not run", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := c.Get(ctx, "k", clientv3.WithRev(16)); err != nil {
+			t.Fatalf("revision 16 (within the retained 5) unreadable: %v", err)
 		}
 	})
 }

@@ -29,6 +29,9 @@ type Config struct {
 	// MinLeaseTTL is the smallest TTL granted, in seconds (etcd's default
 	// configuration gives 2).
 	MinLeaseTTL int64
+	// AutoCompaction compacts old history on its own (off by default, as
+	// in etcd).
+	AutoCompaction AutoCompaction
 }
 
 func (c *Config) setDefaults() {
@@ -159,6 +162,10 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	go s.feed.run()
 	go s.leaseLoop()
 	go s.writerLoop()
+	if cfg.AutoCompaction.enabled() {
+		s.stopped.Add(1)
+		go s.autoCompactLoop(cfg.AutoCompaction)
+	}
 	s.lg.Info().Int64("revision", counter).Int64("compact_revision", s.CompactRevision()).
 		Dur("took", time.Since(started)).Msg("loaded keyspace from storage")
 	return s, nil

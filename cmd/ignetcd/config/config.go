@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 
 	"github.com/ignetcd/ignetcd/embed"
 	ignclient "github.com/ignetcd/ignetcd/ignite/client"
+	"github.com/ignetcd/ignetcd/mvcc"
 	"github.com/ignetcd/ignetcd/server"
 )
 
@@ -44,6 +46,7 @@ type values struct {
 	name, listen, advertise                        string
 	maxRequestBytes, maxTxnOps                     int
 	progressInterval                               time.Duration
+	autoCompactionMode, autoCompactionRetention    string
 	clientTLS                                      embed.TLSInfo
 	autoTLS                                        bool
 	keepaliveMinTime, keepaliveInterval, keepalive time.Duration
@@ -72,6 +75,8 @@ func newFlagSet() (*flag.FlagSet, *values) {
 	fs.IntVar(&v.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum client request size in bytes")
 	fs.IntVar(&v.maxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "maximum number of operations permitted in a transaction")
 	fs.DurationVar(&v.progressInterval, "watch-progress-notify-interval", 10*time.Minute, "duration of periodic watch progress notifications")
+	fs.StringVar(&v.autoCompactionMode, "auto-compaction-mode", "periodic", "interpret --auto-compaction-retention as 'periodic' (a duration: 1h, or hours: 1) or 'revision' (a count)")
+	fs.StringVar(&v.autoCompactionRetention, "auto-compaction-retention", "0", "history to keep for auto-compaction; 0 disables it")
 
 	fs.StringVar(&v.clientTLS.CertFile, "cert-file", "", "path to the client server TLS cert file (for https client URLs)")
 	fs.StringVar(&v.clientTLS.KeyFile, "key-file", "", "path to the client server TLS key file")
@@ -139,6 +144,10 @@ func (v *values) settings() (*Settings, error) {
 	if v.maxTxnOps <= 0 {
 		return nil, fmt.Errorf("--max-txn-ops %d: must be positive", v.maxTxnOps)
 	}
+	autoCompaction, err := parseAutoCompaction(v.autoCompactionMode, v.autoCompactionRetention)
+	if err != nil {
+		return nil, err
+	}
 	listen := splitList(v.listen)
 	if len(listen) == 0 {
 		return nil, errors.New("--listen-client-urls: at least one URL is needed")
@@ -152,6 +161,7 @@ func (v *values) settings() (*Settings, error) {
 		GRPCKeepAliveTimeout: v.keepalive,
 		IgniteEndpoints:      splitList(v.igniteEndpoints), Prefix: v.ignitePrefix,
 	}
+	cfg.Store.AutoCompaction = autoCompaction
 	cfg.Ignite.Client = ignclient.Config{Username: v.igniteUser, Password: v.ignitePassword}
 	if v.ignitePassword != "" && v.igniteUser == "" {
 		return nil, errors.New("--ignite-password needs --ignite-username")
@@ -181,4 +191,28 @@ func Usage(w io.Writer) {
 	fs := NewFlagSet()
 	fs.SetOutput(w)
 	fs.PrintDefaults()
+}
+
+// parseAutoCompaction reads etcd's --auto-compaction-mode and -retention:
+// periodic retention is a duration ("1h", "30m") or a whole number of hours
+// ("1"); revision retention is a count.
+func parseAutoCompaction(mode, retention string) (mvcc.AutoCompaction, error) {
+	switch mode {
+	case "periodic":
+		if n, err := strconv.ParseInt(retention, 10, 64); err == nil && n >= 0 {
+			return mvcc.AutoCompaction{Periodic: time.Duration(n) * time.Hour}, nil
+		}
+		d, err := time.ParseDuration(retention)
+		if err != nil || d < 0 {
+			return mvcc.AutoCompaction{}, fmt.Errorf("--auto-compaction-retention %q: want a duration (1h) or hours (1) in periodic mode", retention)
+		}
+		return mvcc.AutoCompaction{Periodic: d}, nil
+	case "revision":
+		n, err := strconv.ParseInt(retention, 10, 64)
+		if err != nil || n < 0 {
+			return mvcc.AutoCompaction{}, fmt.Errorf("--auto-compaction-retention %q: want a revision count in revision mode", retention)
+		}
+		return mvcc.AutoCompaction{Revisions: n}, nil
+	}
+	return mvcc.AutoCompaction{}, fmt.Errorf("--auto-compaction-mode %q: want periodic or revision", mode)
 }

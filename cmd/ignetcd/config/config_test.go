@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ignetcd/ignetcd/embed"
+	"github.com/ignetcd/ignetcd/mvcc"
 	"github.com/ignetcd/ignetcd/server"
 )
 
@@ -141,4 +142,29 @@ func TestUsageListsEveryFlag(t *testing.T) {
 			t.Errorf("usage does not mention -%s", f.Name)
 		}
 	})
+}
+
+func TestAutoCompactionFlags(t *testing.T) {
+	cases := []struct {
+		args    []string
+		want    mvcc.AutoCompaction
+		wantErr bool
+	}{
+		{nil, mvcc.AutoCompaction{}, false},
+		{[]string{"--auto-compaction-retention=1"}, mvcc.AutoCompaction{Periodic: time.Hour}, false},
+		{[]string{"--auto-compaction-retention=30m"}, mvcc.AutoCompaction{Periodic: 30 * time.Minute}, false},
+		{[]string{"--auto-compaction-mode=revision", "--auto-compaction-retention=1000"}, mvcc.AutoCompaction{Revisions: 1000}, false},
+		{[]string{"--auto-compaction-mode=revision", "--auto-compaction-retention=1h"}, mvcc.AutoCompaction{}, true},
+		{[]string{"--auto-compaction-mode=sometimes"}, mvcc.AutoCompaction{}, true},
+	}
+	for _, c := range cases {
+		s, err := Parse(c.args)
+		if (err != nil) != c.wantErr {
+			t.Errorf("%v: err = %v, want error %v", c.args, err, c.wantErr)
+			continue
+		}
+		if err == nil && s.Node.Store.AutoCompaction != c.want {
+			t.Errorf("%v: auto-compaction %+v, want %+v", c.args, s.Node.Store.AutoCompaction, c.want)
+		}
+	}
 }
