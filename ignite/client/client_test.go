@@ -437,7 +437,7 @@ func TestContinuousQuery(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ev := <-q2events
+	ev := recv(t, q2events)
 	if string(ev.Key.([]byte)) != "t" || ev.Type != wire.EventCreated {
 		t.Fatalf("event after commit: %+v", ev)
 	}

@@ -117,7 +117,7 @@ func TestInFlightFailFast(t *testing.T) {
 	start := time.Now()
 	e.srv.DropConnection(victimConn)
 	for i := 0; i < n; i++ {
-		if err := <-errs; !errors.Is(err, client.ErrConnectionLost) {
+		if err := recv(t, errs); !errors.Is(err, client.ErrConnectionLost) {
 			t.Fatalf("in-flight request: %v", err)
 		}
 	}
@@ -150,7 +150,7 @@ func TestContinuousQueryLost(t *testing.T) {
 	if err := writer.Cache(cc.Name()).Put(ctx, []byte("before"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	<-events
+	recv(t, events)
 	e.srv.DropConnection(connOf(t, e.srv, c))
 	select {
 	case err := <-lost:
@@ -169,7 +169,7 @@ func TestContinuousQueryLost(t *testing.T) {
 	if err := writer.Cache(cc.Name()).Put(ctx, []byte("after"), []byte("3")); err != nil {
 		t.Fatal(err)
 	}
-	ev := <-events
+	ev := recv(t, events)
 	if string(ev.Key.([]byte)) != "after" {
 		t.Fatalf("first event after resubscribing: %s", ev.Key)
 	}
@@ -373,7 +373,7 @@ func TestAbandonedTxOp(t *testing.T) {
 	if err := holder.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
+	if err := recv(t, done); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -418,7 +418,7 @@ func TestClose(t *testing.T) {
 	go func() { errc <- c.Cache(cc.Name()).Put(ctx, []byte("k"), []byte("blocked")) }()
 	time.Sleep(50 * time.Millisecond)
 	c.Close()
-	if err := <-errc; !errors.Is(err, client.ErrClosed) {
+	if err := recv(t, errc); !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("in-flight at Close: %v", err)
 	}
 	if _, err := c.CacheNames(ctx); !errors.Is(err, client.ErrClosed) {

@@ -83,3 +83,16 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// recv receives from ch, failing the test after 10 seconds instead of
+// hanging it.
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting on a %T channel", *new(T))
+		panic("unreachable")
+	}
+}

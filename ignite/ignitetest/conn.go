@@ -181,10 +181,18 @@ func (c *srvConn) writeLoop() {
 
 // enqueue queues a frame for the writer (unbounded, like the server's
 // outbound queue); frames of a closed connection are dropped.
-func (c *srvConn) enqueue(frame []byte) {
+func (c *srvConn) enqueue(frame []byte) { c.enqueueThen(frame, nil) }
+
+// enqueueThen queues frame and runs then (if set) before the writer can
+// take the frame: whatever then enables happens before the peer can see the
+// frame.
+func (c *srvConn) enqueueThen(frame []byte, then func()) {
 	c.outMu.Lock()
 	if !c.outClosed {
 		c.out = append(c.out, frame)
+	}
+	if then != nil {
+		then()
 	}
 	c.outMu.Unlock()
 	c.outCond.Signal()
@@ -194,6 +202,12 @@ func (c *srvConn) enqueue(frame []byte) {
 // The first response of the connection, and every response after the
 // topology changed, carries the topology version.
 func (c *srvConn) respond(reqID int64, payload []byte, err error) {
+	c.respondThen(reqID, payload, err, nil)
+}
+
+// respondThen responds and runs then (if set) before the response can
+// reach the client.
+func (c *srvConn) respondThen(reqID int64, payload []byte, err error, then func()) {
 	c.srv.store.mu.Lock()
 	top := c.srv.store.topology
 	c.srv.store.mu.Unlock()
@@ -214,7 +228,7 @@ func (c *srvConn) respond(reqID int64, payload []byte, err error) {
 		c.lastTop = top
 		resp.Topology = &top
 	}
-	c.enqueue(wire.EncodeResponse(&resp, c.proto.HasFlags()))
+	c.enqueueThen(wire.EncodeResponse(&resp, c.proto.HasFlags()), then)
 }
 
 // notify sends a continuous-query notification for resource id.

@@ -14,6 +14,7 @@ type subscription struct {
 	conn   *srvConn
 	id     int64
 	cache  int32
+	armed  atomic.Bool // its start response is queued: events count from now
 	closed atomic.Bool
 }
 

@@ -19,10 +19,10 @@ type cursor struct {
 // handle runs one decoded request and responds.
 func (c *srvConn) handle(reqID int64, req wire.Request) {
 	payload, after, err := c.dispatch(req)
-	c.respond(reqID, payload, err)
-	if after != nil && err == nil {
-		after()
+	if err != nil {
+		after = nil
 	}
+	c.respondThen(reqID, payload, err, after)
 }
 
 func isNullRaw(v any) bool {
@@ -516,17 +516,25 @@ func (c *srvConn) listen(q *wire.ContinuousQueryRequest) ([]byte, func(), error)
 	sub.id = id
 	// Events go only to queries whose start response was sent: subscribe
 	// after responding, as the server does.
-	// A query closed meanwhile (resource close, connection close) has been
-	// marked closed before unsubscribe takes st.mu, so checking the mark
-	// under st.mu cannot resurrect it.
-	after := func() {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		if ch := st.caches[q.CacheID]; ch != nil && !sub.closed.Load() {
-			ch.listeners[sub] = struct{}{}
-		}
+	// Like the server: the listener is registered before the response is
+	// sent, but only events committed after the response was queued are
+	// forwarded. Arming happens while the response is queued but before the
+	// writer can send it, so a change the client makes after reading the
+	// response is always delivered, and no notification precedes the
+	// response.
+	st.mu.Lock()
+	ch := st.caches[q.CacheID]
+	if ch != nil && !sub.closed.Load() {
+		ch.listeners[sub] = struct{}{}
 	}
-	return wire.EncodeI64(id), after, nil
+	st.mu.Unlock()
+	if ch == nil {
+		c.mu.Lock()
+		delete(c.resources, id)
+		c.mu.Unlock()
+		return nil, nil, cacheMissing(q.CacheID)
+	}
+	return wire.EncodeI64(id), func() { sub.armed.Store(true) }, nil
 }
 
 func (s *store) unsubscribe(sub *subscription) {

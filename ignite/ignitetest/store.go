@@ -417,7 +417,9 @@ func (s *store) applyLocked(order []lockKey, writes map[lockKey]*write) []pendin
 			hash = ib.ByteArrayHash(w.key)
 		}
 		for sub := range c.listeners {
-			events = append(events, pendingEvent{sub: sub, hash: hash, event: ev})
+			if sub.armed.Load() {
+				events = append(events, pendingEvent{sub: sub, hash: hash, event: ev})
+			}
 		}
 	}
 	return events
