@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# bench/run.sh: etcd's own `benchmark` tool (etcd repo, tools/benchmark) against
+#   etcd           a real etcd 3.6.16, default settings (fsync on)
+#   etcd-nofsync   the same with --unsafe-no-fsync (like-for-like with the non-durable targets below)
+#   ignetcd-mem    ignetcd on the in-memory engine
+#   ignetcd-ignite ignetcd on the Ignite engine, over the ignite/ignitetest double run as a process
+#                  (bench/cmd/ignitetest-server), or over a real cluster when IGNETCD_TEST_IGNITE=host:port
+# in one run on this machine, then prints one table (req/s, p50, p99, ratios to etcd) and, with
+# MEM=1, the memory per key for 1M keys. Not part of CI: it takes minutes and wants an idle machine.
+#
+#   bench/run.sh              full run (~10 min on 2 cores), writes the results into docs/performance.md
+#   QUICK=1 bench/run.sh      smoke run (~2 min), stdout only
+#
+# Knobs (environment): TOTAL (requests per workload, 20000; QUICK 2000), CLIENTS (100), CONNS (10),
+# WATCH_PUTS (1000 at 100/s; QUICK 200), RUN_TIMEOUT (seconds per benchmark run, 180; QUICK 60),
+# TARGETS ("etcd etcd-nofsync ignetcd-mem ignetcd-ignite"; QUICK drops etcd-nofsync),
+# MEM (1; QUICK 0), MEM_KEYS (1000000), MEM_VAL (100), MEM_TIMEOUT (900),
+# REV (commit ignetcd is built from, HEAD; "worktree" builds the working tree as it is),
+# OUT (docs/performance.md; QUICK and OUT=- print only), IGNETCD_TEST_IGNITE (a real cluster),
+# IGNETCD_BIN_CACHE / IGNETCD_ETCD_BIN / IGNETCD_BENCHMARK_BIN (as it/etcdbin: cached binaries).
+#
+# Binaries: etcd is it/etcdbin's (same cache, $HOME/.cache/ignetcd/bin/v3.6.16/etcd), built the same
+# way if missing: download the module from the Go module proxy, copy it, drop its replace directives,
+# go build. The benchmark tool lives in the root module go.etcd.io/etcd/v3 (tools/benchmark); the
+# proxy refuses go.etcd.io/etcd/v3@v3.6.16 (403, "not available"), so the newest v3.6.x it serves is
+# used, with its etcd client modules pinned to v3.6.16. Everything listens on 127.0.0.1 only; every
+# process started here is stopped on exit (by pid).
+set -uo pipefail
+
+ETCD_VERSION=v3.6.16
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+INVOCATION="$0 $*"
+for v in QUICK TOTAL CLIENTS CONNS WATCH_PUTS RUN_TIMEOUT TARGETS MEM MEM_KEYS MEM_VAL MEM_TIMEOUT REV OUT IGNETCD_TEST_IGNITE; do
+	[[ -n "${!v:-}" ]] && INVOCATION="$v=${!v} $INVOCATION"
+done
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+	TOTAL=${TOTAL:-2000} WATCH_PUTS=${WATCH_PUTS:-200} RUN_TIMEOUT=${RUN_TIMEOUT:-60} MEM=${MEM:-0}
+	TARGETS=${TARGETS:-"etcd ignetcd-mem ignetcd-ignite"} OUT=${OUT:--}
+fi
+TOTAL=${TOTAL:-20000}
+CLIENTS=${CLIENTS:-100}
+CONNS=${CONNS:-10}
+VAL_SIZE=256
+WATCH_PUTS=${WATCH_PUTS:-1000}
+WATCH_RATE=100
+RUN_TIMEOUT=${RUN_TIMEOUT:-180}
+TARGETS=${TARGETS:-"etcd etcd-nofsync ignetcd-mem ignetcd-ignite"}
+MEM=${MEM:-1}
+MEM_KEYS=${MEM_KEYS:-1000000}
+MEM_VAL=${MEM_VAL:-100}
+MEM_TIMEOUT=${MEM_TIMEOUT:-900}
+REV=${REV:-HEAD}
+OUT=${OUT:-$REPO/docs/performance.md}
+
+log() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ignetcd-bench.XXXXXX")
+LOGS=$WORK/logs
+BIN=$WORK/bin
+mkdir -p "$LOGS" "$BIN"
+
+# ---------------------------------------------------------------- processes
+PIDS=()
+stop_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+	rm -rf "$WORK/data" "$WORK/src" "$BIN"
+	log "logs kept in $LOGS"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_bg LOGNAME CMD... starts CMD in the background and sets BG_PID.
+start_bg() {
+	local name=$1
+	shift
+	"$@" >"$LOGS/$name.log" 2>&1 &
+	BG_PID=$!
+	PIDS+=("$BG_PID")
+}
+
+wait_healthy() { # URL PID NAME
+	local url=$1 pid=$2 name=$3 i
+	for ((i = 0; i < 600; i++)); do
+		kill -0 "$pid" 2>/dev/null || { tail -20 "$LOGS/$name.log" >&2; return 1; }
+		curl -fs -m 1 "$url/health" 2>/dev/null | grep -q '"health":"true"' && return 0
+		sleep 0.1
+	done
+	tail -20 "$LOGS/$name.log" >&2
+	return 1
+}
+
+rss_of() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# exec_clean_env CMD...: exec CMD without variables the servers would read as flags. Only for start_bg
+# (it replaces the background subshell, so that BG_PID is the server's own pid).
+exec_clean_env() {
+	local -a unset=()
+	local v
+	for v in $(compgen -e); do
+		[[ $v == ETCD_* || $v == IGNETCD_* ]] && unset+=(-u "$v")
+	done
+	exec env "${unset[@]}" "$@"
+}
+
+# ---------------------------------------------------------------- builds
+CACHE=${IGNETCD_BIN_CACHE:-$HOME/.cache/ignetcd/bin}/$ETCD_VERSION
+mkdir -p "$CACHE"
+modenv() { env GOFLAGS="-mod=mod -buildvcs=false" GOWORK=off CGO_ENABLED=0 GO111MODULE=on "$@"; }
+
+# build_module MODULE VERSION PKG OUT [go mod edit args...]: it/etcdbin's recipe in shell.
+build_module() {
+	local module=$1 version=$2 pkg=$3 out=$4
+	shift 4
+	local w dir
+	w=$(mktemp -d "$WORK/build.XXXX")
+	dir=$(cd "$w" && modenv go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+	[[ -n $dir && -d $dir ]] || { log "go mod download $module@$version failed"; return 1; }
+	cp -r "$dir" "$w/src" && chmod -R u+w "$w/src" || return 1
+	local -a args=(-toolchain=none)
+	local r
+	for r in $(awk '/^replace \($/ {b = 1; next} b && /^\)/ {b = 0} b {print ($2 == "=>" ? $1 : $1 "@" $2)}
+		/^replace [^(]/ {print ($3 == "=>" ? $2 : $2 "@" $3)}' "$w/src/go.mod"); do
+		args+=("-dropreplace=$r")
+	done
+	(cd "$w/src" && modenv go mod edit "${args[@]}" "$@") || return 1
+	if ! (cd "$w/src" && modenv go build -trimpath -ldflags="-s -w" -o "$out.tmp.$$" "$pkg") >"$LOGS/build-$(basename "$out").log" 2>&1; then
+		log "build of $module $pkg failed, retrying after go mod tidy in the copy"
+		(cd "$w/src" && modenv go mod tidy && modenv go build -trimpath -ldflags="-s -w" -o "$out.tmp.$$" "$pkg") \
+			>>"$LOGS/build-$(basename "$out").log" 2>&1 || { tail -30 "$LOGS/build-$(basename "$out").log" >&2; return 1; }
+	fi
+	mv "$out.tmp.$$" "$out"
+	rm -rf "$w"
+}
+
+build_tools() {
+	exec 9>"$CACHE/.lock"
+	flock 9
+	ETCD_BIN=${IGNETCD_ETCD_BIN:-$CACHE/etcd}
+	if [[ ! -x $ETCD_BIN ]]; then
+		log "building etcd $ETCD_VERSION from the module proxy (first time only)"
+		build_module go.etcd.io/etcd/server/v3 "$ETCD_VERSION" . "$CACHE/etcd" || die "building etcd"
+	fi
+	BENCHMARK_BIN=${IGNETCD_BENCHMARK_BIN:-$CACHE/benchmark}
+	if [[ ! -x $BENCHMARK_BIN ]]; then
+		local v=$ETCD_VERSION
+		if ! (cd "$WORK" && modenv go mod download -json "go.etcd.io/etcd/v3@$v" >/dev/null 2>&1); then
+			v=$(cd "$WORK" && modenv go list -m -versions go.etcd.io/etcd/v3 | tr ' ' '\n' | grep -E '^v3\.6\.[0-9]+$' | sort -V | tail -1)
+			[[ -n $v ]] || die "no go.etcd.io/etcd/v3 v3.6.x on the module proxy"
+			log "go.etcd.io/etcd/v3@$ETCD_VERSION is not on the module proxy; building tools/benchmark from $v"
+		fi
+		local -a pins=()
+		local m
+		for m in api/v3 client/pkg/v3 client/v3 pkg/v3 server/v3; do pins+=("-require=go.etcd.io/etcd/$m@$ETCD_VERSION"); done
+		log "building etcd's benchmark tool (go.etcd.io/etcd/v3@$v ./tools/benchmark, clients pinned to $ETCD_VERSION)"
+		build_module go.etcd.io/etcd/v3 "$v" ./tools/benchmark "$CACHE/benchmark" "${pins[@]}" || die "building the benchmark tool"
+		echo "go.etcd.io/etcd/v3@$v tools/benchmark, etcd client modules $ETCD_VERSION" >"$CACHE/benchmark.version"
+	fi
+	BENCHMARK_VERSION=$(cat "$CACHE/benchmark.version" 2>/dev/null || echo "$BENCHMARK_BIN")
+	flock -u 9
+	exec 9>&-
+
+	# ignetcd and the bench helpers, from one commit (the shared working tree may hold others'
+	# half-done edits) unless REV=worktree.
+	local src=$REPO
+	if [[ $REV == worktree ]]; then
+		SOURCE="working tree of $(git -C "$REPO" rev-parse --short HEAD) ($(git -C "$REPO" status --porcelain | wc -l) changed files)"
+	else
+		local commit
+		commit=$(git -C "$REPO" rev-parse --verify "$REV^{commit}") || die "REV=$REV is not a commit"
+		SOURCE="commit $(git -C "$REPO" log -1 --format='%h (%s)' "$commit" | cut -c1-100)"
+		src=$WORK/src
+		mkdir -p "$src"
+		git -C "$REPO" archive "$commit" | tar -x -C "$src" || die "git archive $REV"
+		rm -rf "$src/bench/cmd" && mkdir -p "$src/bench" && cp -r "$BENCH_DIR/cmd" "$src/bench/cmd"
+	fi
+	log "building ignetcd from the $SOURCE"
+	(cd "$src" && env GOFLAGS=-buildvcs=false GOWORK=off go build -o "$BIN/ignetcd" ./cmd/ignetcd &&
+		env GOFLAGS=-buildvcs=false GOWORK=off go build -o "$BIN/benchload" ./bench/cmd/benchload &&
+		env GOFLAGS=-buildvcs=false GOWORK=off go build -o "$BIN/ignitetest-server" ./bench/cmd/ignitetest-server) \
+		>"$LOGS/build-ignetcd.log" 2>&1 || { cat "$LOGS/build-ignetcd.log" >&2; die "building ignetcd"; }
+}
+
+# ---------------------------------------------------------------- targets
+IGNITE_PID=""
+start_ignite() { # sets IGNITE_EP
+	if [[ -n ${IGNETCD_TEST_IGNITE:-} ]]; then
+		IGNITE_EP=$IGNETCD_TEST_IGNITE
+		return 0
+	fi
+	local af=$WORK/ignite.addr i
+	rm -f "$af"
+	start_bg "ignitetest-server-$1" "$BIN/ignitetest-server" -addr-file "$af"
+	IGNITE_PID=$BG_PID
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $af ]] && { IGNITE_EP=$(cat "$af"); return 0; }
+		sleep 0.1
+	done
+	return 1
+}
+stop_ignite() { [[ -n $IGNITE_PID ]] && stop_pid "$IGNITE_PID"; IGNITE_PID=""; }
+
+# start_target NAME LOGTAG: sets EP (host:port) and TPID.
+start_target() {
+	local name=$1 tag=$2 port
+	port=$("$BIN/benchload" freeport) || return 1
+	local url=http://127.0.0.1:$port
+	EP=127.0.0.1:$port
+	case $name in
+	etcd | etcd-nofsync)
+		local pport extra=()
+		pport=$("$BIN/benchload" freeport) || return 1
+		[[ $name == etcd-nofsync ]] && extra=(--unsafe-no-fsync)
+		mkdir -p "$WORK/data"
+		rm -rf "$WORK/data/$tag"
+		start_bg "$tag" exec_clean_env "$ETCD_BIN" --name=bench --data-dir="$WORK/data/$tag" \
+			--listen-client-urls="$url" --advertise-client-urls="$url" \
+			--listen-peer-urls="http://127.0.0.1:$pport" --initial-advertise-peer-urls="http://127.0.0.1:$pport" \
+			--initial-cluster="bench=http://127.0.0.1:$pport" --initial-cluster-state=new \
+			--log-level=error "${extra[@]}"
+		;;
+	ignetcd-mem)
+		start_bg "$tag" exec_clean_env "$BIN/ignetcd" --name=bench --listen-client-urls="$url" --log-level=warn
+		;;
+	ignetcd-ignite)
+		start_ignite "$tag" || return 1
+		start_bg "$tag" exec_clean_env "$BIN/ignetcd" --name=bench --listen-client-urls="$url" --log-level=warn \
+			--ignite-endpoints="$IGNITE_EP" --ignite-cache-prefix="bench$(date +%s)$RANDOM-"
+		;;
+	*) die "unknown target $name" ;;
+	esac
+	TPID=$BG_PID
+	wait_healthy "$url" "$TPID" "$tag"
+}
+stop_target() { stop_pid "$TPID"; stop_ignite; }
+
+# ---------------------------------------------------------------- workloads
+WORKLOADS=(put-rand put-seq txn-put range-1key-lin range-1key-ser range-1000keys-limit100 watch-latency)
+declare -A RPS P50 P99 NOTE
+RANGE_PREFIX=/bench/range/
+
+workload_args() { # WORKLOAD -> benchmark subcommand and flags
+	case $1 in
+	put-rand) echo "put --total $TOTAL --val-size $VAL_SIZE --key-size 8 --key-space-size 100000" ;;
+	put-seq) echo "put --total $TOTAL --val-size $VAL_SIZE --key-size 8 --key-space-size $TOTAL --sequential-keys" ;;
+	txn-put) echo "txn-put --total $TOTAL --val-size $VAL_SIZE --key-size 8 --key-space-size 100000 --txn-ops 1" ;;
+	range-1key-lin) echo "range ${RANGE_PREFIX}00000000 --total $TOTAL --consistency l" ;;
+	range-1key-ser) echo "range ${RANGE_PREFIX}00000000 --total $TOTAL --consistency s" ;;
+	range-1000keys-limit100) echo "range $RANGE_PREFIX ${RANGE_PREFIX%/}0 --total $TOTAL --limit 100 --consistency l" ;;
+	watch-latency) echo "watch-latency --put-total $WATCH_PUTS --put-rate $WATCH_RATE --streams 10 --watchers-per-stream 10 --key-size 32 --val-size $VAL_SIZE" ;;
+	esac
+}
+
+# parse FILE [SECTION]: "req/s p50_ms p99_ms errors" from a benchmark report (after SECTION if given).
+parse() {
+	awk -v sec="${2:-}" '
+		BEGIN { on = (sec == "") }
+		sec != "" && index($0, sec) { on = 1; next }
+		on && /Requests\/sec:/ && rps == "" { rps = $2 }
+		on && /^[[:space:]]*50% in/ && p50 == "" { p50 = $3 }
+		on && /^[[:space:]]*99% in/ && p99 == "" { p99 = $3 }
+		/Error distribution:/ { e = 1; next }
+		e && /^[[:space:]]*\[[0-9]+\]/ { x = $1; gsub(/[^0-9]/, "", x); errs += x }
+		END {
+			if (rps == "") { print "- - - " errs + 0; exit }
+			printf "%.0f %.2f %.2f %d\n", rps, p50 * 1000, p99 * 1000, errs
+		}' "$1"
+}
+
+run_workload() { # TARGET WORKLOAD
+	local t=$1 w=$2 f=$LOGS/$1.$2.txt rc clients=$CLIENTS conns=$CONNS section=""
+	if [[ $w == watch-latency ]]; then clients=10 conns=10 section="Watch events summary"; fi
+	# shellcheck disable=SC2046
+	timeout -k 10 "$RUN_TIMEOUT" "$BENCHMARK_BIN" --endpoints="$EP" --clients="$clients" --conns="$conns" --precise \
+		$(workload_args "$w") >"$f" 2>"$LOGS/$1.$2.stderr"
+	rc=$?
+	local rps p50 p99 errs
+	read -r rps p50 p99 errs < <(parse "$f" "$section")
+	RPS[$w,$t]=$rps P50[$w,$t]=$p50 P99[$w,$t]=$p99 NOTE[$w,$t]=""
+	if ((rc == 124 || rc == 137)); then
+		NOTE[$w,$t]="timeout after ${RUN_TIMEOUT}s"
+	elif ((rc != 0)) || [[ $rps == - ]]; then
+		NOTE[$w,$t]="failed (exit $rc): $(grep -v 'INFO: \[core\]' "$LOGS/$1.$2.stderr" | tail -1 | cut -c1-120)"
+	fi
+	((errs > 0)) && NOTE[$w,$t]="${NOTE[$w,$t]:+${NOTE[$w,$t]}; }$errs errors"
+	log "  $w: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms ${NOTE[$w,$t]}"
+}
+
+run_target() {
+	local t=$1 w
+	log "target $t"
+	if ! start_target "$t" "$t"; then
+		for w in "${WORKLOADS[@]}"; do NOTE[$w,$t]="server did not start (see $t.log)"; done
+		stop_target
+		return
+	fi
+	if ! "$BIN/benchload" load -endpoints "$EP" -prefix "$RANGE_PREFIX" -keys 1000 -val-size "$VAL_SIZE" \
+		-request-timeout 60s -timeout 300s >"$LOGS/$t.load-range.txt" 2>&1; then
+		log "  loading the 1000 range keys failed: $(tail -1 "$LOGS/$t.load-range.txt")"
+	fi
+	for w in "${WORKLOADS[@]}"; do
+		if ! kill -0 "$TPID" 2>/dev/null; then
+			NOTE[$w,$t]="server exited (see $t.log)"
+			continue
+		fi
+		run_workload "$t" "$w"
+	done
+	stop_target
+}
+
+# ---------------------------------------------------------------- memory per key
+declare -a MEMROWS=()
+mem_row() { MEMROWS+=("$1"); log "  $1"; }
+measure_memory() {
+	log "memory per key: $MEM_KEYS keys of $MEM_VAL B values"
+	local line keys_s
+	# etcd: RSS of the server process before and after the load (heap growth is not observable from outside).
+	if start_target etcd mem-etcd; then
+		local rss0 rss1
+		rss0=$(rss_of "$TPID")
+		if timeout -k 10 "$MEM_TIMEOUT" "$BIN/benchload" load -endpoints "$EP" -prefix /bench/mem/ -keys "$MEM_KEYS" \
+			-val-size "$MEM_VAL" >"$LOGS/mem-etcd.load.txt" 2>&1; then
+			sleep 2
+			rss1=$(rss_of "$TPID")
+			keys_s=$(sed -n 's/.*keys_per_s=\([0-9]*\).*/\1/p' "$LOGS/mem-etcd.load.txt")
+			mem_row "| etcd $ETCD_VERSION (bbolt mmap + treeIndex) | $MEM_KEYS | $keys_s | $(((rss1 - rss0) / MEM_KEYS)) | not observable |"
+		else
+			mem_row "| etcd $ETCD_VERSION | $MEM_KEYS | load failed: $(tail -1 "$LOGS/mem-etcd.load.txt" | cut -c1-100) | | |"
+		fi
+		stop_target
+	fi
+	# ignetcd: in-process node (package embed), live heap after GC and RSS, before and after.
+	local engine
+	for engine in memory ignite; do
+		local -a extra=()
+		if [[ $engine == ignite ]]; then
+			start_ignite mem || { mem_row "| ignetcd, Ignite engine | $MEM_KEYS | ignite double did not start | | |"; continue; }
+			extra=(-ignite-endpoints "$IGNITE_EP")
+		fi
+		if timeout -k 10 "$MEM_TIMEOUT" "$BIN/benchload" mem -engine "$engine" "${extra[@]}" -keys "$MEM_KEYS" \
+			-val-size "$MEM_VAL" >"$LOGS/mem-ignetcd-$engine.txt" 2>&1; then
+			line=$(grep '^MEM ' "$LOGS/mem-ignetcd-$engine.txt")
+			keys_s=$(grep '^LOADED keys='"$MEM_KEYS" "$LOGS/mem-ignetcd-$engine.txt" | sed -n 's/.*keys_per_s=\([0-9]*\).*/\1/p')
+			local heap rss what
+			heap=$(sed -n 's/.*heap_per_key=\([-0-9]*\).*/\1/p' <<<"$line")
+			rss=$(sed -n 's/.*rss_per_key=\([-0-9]*\).*/\1/p' <<<"$line")
+			what="ignetcd, memory engine (index + the engine's copy of the data)"
+			[[ $engine == ignite ]] && what="ignetcd, Ignite engine (frontend only; data in the Ignite process)"
+			mem_row "| $what | $MEM_KEYS | $keys_s | $rss | $heap |"
+		else
+			mem_row "| ignetcd, $engine engine | $MEM_KEYS | failed/timeout: $(grep -v '^{' "$LOGS/mem-ignetcd-$engine.txt" | tail -1 | cut -c1-100) | | |"
+		fi
+		stop_ignite
+	done
+}
+
+# ---------------------------------------------------------------- report
+fmt_ratio() { # A B -> A/B with two decimals, or -
+	[[ $1 == - || $2 == - || -z $1 || -z $2 ]] && { echo "-"; return; }
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
+}
+table() {
+	local w t r
+	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | note |"
+	echo "|---|---|---:|---:|---:|---:|---:|---|"
+	for w in "${WORKLOADS[@]}"; do
+		for t in $TARGETS; do
+			local rps=${RPS[$w,$t]:--} rr pr
+			rr=$(fmt_ratio "$rps" "${RPS[$w,etcd]:--}")
+			pr=$(fmt_ratio "${P99[$w,$t]:--}" "${P99[$w,etcd]:--}")
+			[[ $w == watch-latency ]] && rr="n/a"
+			echo "| $w | $t | $rps | ${P50[$w,$t]:--} | ${P99[$w,$t]:--} | $rr | $pr | ${NOTE[$w,$t]:-} |"
+		done
+	done
+}
+
+machine() {
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)), kernel $(uname -r); etcd data dir on $(stat -f -c %T "$WORK") ($WORK)"
+	echo "- memory (\`free -h\`): $(free -h | awk '/^Mem:/ {print "total " $2 ", used " $3 ", available " $7}')"
+	echo "- $(go version)"
+	echo "- load average: before $LOAD_BEFORE; after $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- command: \`$INVOCATION\` (in the repository root)"
+	echo "- ignetcd: built from the $SOURCE"
+	echo "- etcd: $("$ETCD_BIN" --version | head -1); benchmark tool: $BENCHMARK_VERSION"
+	echo "- per workload: $TOTAL requests, $CLIENTS clients over $CONNS gRPC connections, $VAL_SIZE B values;" \
+		"watch-latency: $WATCH_PUTS puts at $WATCH_RATE/s, 10 streams x 10 watchers (10 clients)"
+}
+
+report() {
+	echo "### Results"
+	echo
+	machine
+	echo
+	table
+	echo
+	echo "p50/p99 are the benchmark tool's latency percentiles (for watch-latency: put-to-event latency over all 100" \
+		"watchers; its req/s is events/s, fixed by the put rate, so no ratio). Ratios are to the \`etcd\` row" \
+		"(fsync on). \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable."
+	if ((${#MEMROWS[@]} > 0)); then
+		echo
+		echo "Memory per key ($MEM_KEYS keys \`/bench/mem/%08d\`, $MEM_VAL B values, loaded 100 puts per Txn by 8 writers):"
+		echo
+		echo "| server | keys | load keys/s | RSS growth B/key | live Go heap growth B/key (after GC) |"
+		echo "|---|---:|---:|---:|---:|"
+		printf '%s\n' "${MEMROWS[@]}"
+	fi
+}
+
+write_doc() {
+	local out=$1 body=$2 tmp
+	mkdir -p "$(dirname "$out")"
+	if [[ ! -f $out ]] || ! grep -q '<!-- bench:begin -->' "$out"; then
+		{
+			echo "# Performance"
+			echo
+			echo "Measured with \`bench/run.sh\` (see its header for what it runs and the knobs). Everything between the"
+			echo "markers below is rewritten by the script; notes outside them are kept."
+			echo
+			echo "<!-- bench:begin -->"
+			echo "<!-- bench:end -->"
+		} >"$out"
+	fi
+	tmp=$(mktemp)
+	BENCH_BODY=$body awk '
+		/<!-- bench:begin -->/ { print; print ENVIRON["BENCH_BODY"]; skip = 1; next }
+		/<!-- bench:end -->/ { skip = 0 }
+		!skip { print }' "$out" >"$tmp" && mv "$tmp" "$out"
+	log "wrote $out"
+}
+
+# ---------------------------------------------------------------- main
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "work dir $WORK; load average $LOAD_BEFORE"
+build_tools
+for t in $TARGETS; do run_target "$t"; done
+if [[ $MEM == 1 ]]; then measure_memory; fi
+BODY=$(report)
+echo
+echo "$BODY"
+if [[ $OUT != - ]]; then write_doc "$OUT" "$BODY"; fi
