@@ -288,6 +288,11 @@ func TestConcurrentRequests(t *testing.T) {
 	if err != nil || n != workers*ops {
 		t.Fatalf("Size = %d, %v; want %d", n, err, workers*ops)
 	}
+	if e.srv != nil {
+		if conns := e.srv.Conns(); len(conns) != 1 {
+			t.Fatalf("%d server connections, want 1", len(conns))
+		}
+	}
 }
 
 func TestScan(t *testing.T) {
