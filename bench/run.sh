@@ -13,7 +13,7 @@
 #
 # Knobs (environment): TOTAL (requests per workload, 20000; QUICK 2000), CLIENTS (100), CONNS (10),
 # WATCH_PUTS (1000 at 100/s; QUICK 200), RUN_TIMEOUT (seconds per benchmark run, 180; QUICK 60),
-# TARGETS ("etcd etcd-nofsync ignetcd-mem ignetcd-ignite"; QUICK drops etcd-nofsync),
+# TARGETS ("etcd etcd-nofsync ignetcd-mem ignetcd-ignite"; QUICK drops etcd-nofsync; "none": only MEM),
 # MEM (1; QUICK 0), MEM_KEYS (1000000), MEM_VAL (100), MEM_TIMEOUT (900),
 # REV (commit ignetcd is built from, HEAD; "worktree" builds the working tree as it is),
 # OUT (docs/performance.md; QUICK and OUT=- print only), IGNETCD_TEST_IGNITE (a real cluster),
@@ -30,7 +30,7 @@ set -uo pipefail
 ETCD_VERSION=v3.6.16
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
-INVOCATION="$0 $*"
+INVOCATION="$0${*:+ $*}"
 for v in QUICK TOTAL CLIENTS CONNS WATCH_PUTS RUN_TIMEOUT TARGETS MEM MEM_KEYS MEM_VAL MEM_TIMEOUT REV OUT IGNETCD_TEST_IGNITE; do
 	[[ -n "${!v:-}" ]] && INVOCATION="$v=${!v} $INVOCATION"
 done
@@ -48,6 +48,7 @@ WATCH_PUTS=${WATCH_PUTS:-1000}
 WATCH_RATE=100
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 TARGETS=${TARGETS:-"etcd etcd-nofsync ignetcd-mem ignetcd-ignite"}
+[[ $TARGETS == none ]] && TARGETS=""
 MEM=${MEM:-1}
 MEM_KEYS=${MEM_KEYS:-1000000}
 MEM_VAL=${MEM_VAL:-100}
@@ -106,6 +107,7 @@ wait_healthy() { # URL PID NAME
 	return 1
 }
 
+heap_inuse() { curl -fs -m 5 "http://$1/metrics" | awk '/^go_memstats_heap_inuse_bytes / {printf "%.0f\n", $2; f = 1} END {if (!f) print 0}'; }
 rss_of() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # exec_clean_env CMD...: exec CMD without variables the servers would read as flags. Only for start_bg
@@ -184,7 +186,7 @@ build_tools() {
 	else
 		local commit
 		commit=$(git -C "$REPO" rev-parse --verify "$REV^{commit}") || die "REV=$REV is not a commit"
-		SOURCE="commit $(git -C "$REPO" log -1 --format='%h (%s)' "$commit" | cut -c1-100)"
+		SOURCE="commit $(git -C "$REPO" log -1 --format='%h' "$commit") ($(git -C "$REPO" log -1 --format='%s' "$commit" | cut -c1-70))"
 		src=$WORK/src
 		mkdir -p "$src"
 		git -C "$REPO" archive "$commit" | tar -x -C "$src" || die "git archive $REV"
@@ -332,14 +334,16 @@ measure_memory() {
 	local line keys_s
 	# etcd: RSS of the server process before and after the load (heap growth is not observable from outside).
 	if start_target etcd mem-etcd; then
-		local rss0 rss1
+		local rss0 rss1 h0 h1
 		rss0=$(rss_of "$TPID")
+		h0=$(heap_inuse "$EP")
 		if timeout -k 10 "$MEM_TIMEOUT" "$BIN/benchload" load -endpoints "$EP" -prefix /bench/mem/ -keys "$MEM_KEYS" \
 			-val-size "$MEM_VAL" >"$LOGS/mem-etcd.load.txt" 2>&1; then
 			sleep 2
 			rss1=$(rss_of "$TPID")
+			h1=$(heap_inuse "$EP")
 			keys_s=$(sed -n 's/.*keys_per_s=\([0-9]*\).*/\1/p' "$LOGS/mem-etcd.load.txt")
-			mem_row "| etcd $ETCD_VERSION (bbolt mmap + treeIndex) | $MEM_KEYS | $keys_s | $(((rss1 - rss0) / MEM_KEYS)) | not observable |"
+			mem_row "| etcd $ETCD_VERSION (bbolt mmap + treeIndex) | $MEM_KEYS | $keys_s | $(((rss1 - rss0) / MEM_KEYS)) | no GC from outside; heap in use grew $(((h1 - h0) / MEM_KEYS)) |"
 		else
 			mem_row "| etcd $ETCD_VERSION | $MEM_KEYS | load failed: $(tail -1 "$LOGS/mem-etcd.load.txt" | cut -c1-100) | | |"
 		fi
