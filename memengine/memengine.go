@@ -10,6 +10,7 @@
 package memengine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -249,6 +250,17 @@ func (t *txn) PutAll(ctx context.Context, table string, entries []mvcc.Entry) er
 		}
 	}
 	return nil
+}
+
+func (t *txn) Replace(ctx context.Context, table string, key, expected, value []byte) (bool, error) {
+	cur, err := t.GetAll(ctx, table, [][]byte{key})
+	if err != nil {
+		return false, err
+	}
+	if (cur[0] == nil) != (expected == nil) || !bytes.Equal(cur[0], expected) {
+		return false, nil
+	}
+	return true, t.PutAll(ctx, table, []mvcc.Entry{{Key: key, Value: value}})
 }
 
 func (t *txn) RemoveAll(ctx context.Context, table string, keys [][]byte) error {

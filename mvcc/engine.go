@@ -41,6 +41,11 @@ type Txn interface {
 	// GetAll reads and locks keys; one element per key, nil where absent.
 	GetAll(ctx context.Context, table string, keys [][]byte) ([][]byte, error)
 	PutAll(ctx context.Context, table string, entries []Entry) error
+	// Replace sets key to value only if it currently holds expected (nil:
+	// absent), and reports whether it did. The write path sets the revision
+	// counter with it, so that a write the engine applies late, outside
+	// its transaction (see ignite/NOTES.md), can never move it backwards.
+	Replace(ctx context.Context, table string, key, expected, value []byte) (bool, error)
 	RemoveAll(ctx context.Context, table string, keys [][]byte) error
 	Commit(ctx context.Context) error
 	// Rollback discards the transaction; it is safe after a failed Commit.

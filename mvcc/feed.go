@@ -28,18 +28,22 @@ type feed struct {
 	lost  bool
 	// lostAt is when storage was found unreachable (the subscription lost,
 	// or the counter poll failing); zero while it is reachable.
-	lostAt    time.Time
-	wake      chan struct{} // poked when the loop has work: lost feed, a reader waiting
-	releaseMu sync.Mutex    // keeps releases in order across goroutines
+	lostAt time.Time
+	wake   chan struct{} // poked when the loop has work: lost feed, a reader waiting
+	// absentSince records when a gap-fill read first found a revision the
+	// counter has passed absent from revlog.
+	absentSince map[int64]time.Time
+	releaseMu   sync.Mutex // keeps releases in order across goroutines
 }
 
 func newFeed(s *Store) *feed {
 	return &feed{
-		s:     s,
-		early: map[int64][]*mvccpb.Event{},
-		rule:  safeinterval.Contiguous{},
-		gaps:  safeinterval.NewGapDetector(s.cfg.GapTimeout),
-		wake:  make(chan struct{}, 1),
+		s:           s,
+		early:       map[int64][]*mvccpb.Event{},
+		absentSince: map[int64]time.Time{},
+		rule:        safeinterval.Contiguous{},
+		gaps:        safeinterval.NewGapDetector(s.cfg.GapTimeout),
+		wake:        make(chan struct{}, 1),
 	}
 }
 
@@ -119,6 +123,11 @@ func (f *feed) add(rev int64, evs []*mvccpb.Event) {
 	defer f.mu.Unlock()
 	if f.buf == nil {
 		f.early[rev] = evs
+		return
+	}
+	delete(f.absentSince, rev)
+	if rev <= f.buf.Released() {
+		f.checkReleased(rev, evs)
 		return
 	}
 	f.buf.Add(rev, evs)
@@ -237,6 +246,7 @@ func (f *feed) poll(ctx context.Context) {
 		filled := 0
 		for i, v := range vals {
 			if v == nil {
+				f.absent(due[i], counter)
 				continue // not visible yet; retried on the next poll
 			}
 			evs, err := decodeEvents(v)
@@ -257,5 +267,44 @@ func (f *feed) poll(ctx context.Context) {
 	}
 	if compact > f.s.CompactRevision() && compact <= f.s.Revision() {
 		f.s.applyCompaction(compact)
+	}
+}
+
+// checkReleased compares a late notification of a released revision with
+// what was released. They only differ if a revlog entry was overwritten, which
+// the write path's locking rules out unless the engine applied a write
+// outside its transaction; it cannot be undone here, so it is reported.
+func (f *feed) checkReleased(rev int64, evs []*mvccpb.Event) {
+	f.s.mu.RLock()
+	released := f.s.events.get(rev)
+	known := rev >= f.s.events.first && rev > f.s.compactRev
+	f.s.mu.RUnlock()
+	if !known || string(encodeEvents(released)) == string(encodeEvents(evs)) {
+		return
+	}
+	f.s.revlogConflicts.Add(1)
+	f.s.lg.Error().Int64("revision", rev).Msg("revlog entry of a released revision was overwritten with different changes: this node and storage disagree about it; see ignite/NOTES.md (operations applied outside their transaction)")
+}
+
+// absent notes that revision rev, which the counter has passed, is still
+// missing from revlog. After VoidRevisionAfter it is recorded as a revision
+// without changes so that no node's feed waits for it forever.
+func (f *feed) absent(rev, counter int64) {
+	if rev > counter {
+		return
+	}
+	f.mu.Lock()
+	since, ok := f.absentSince[rev]
+	if !ok {
+		f.absentSince[rev] = time.Now()
+	}
+	f.mu.Unlock()
+	if !ok || time.Since(since) < f.s.cfg.VoidRevisionAfter {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.s.voidRevision(ctx, rev); err != nil {
+		f.s.lg.Warn().Err(err).Int64("revision", rev).Msg("recording a missing revision failed; will retry")
 	}
 }

@@ -26,6 +26,12 @@ type Config struct {
 	PollInterval time.Duration
 	// LeaseCheckInterval is how often expired leases are looked for.
 	LeaseCheckInterval time.Duration
+	// VoidRevisionAfter is how long a revision the counter has passed may
+	// stay absent from revlog before it is recorded as a revision without
+	// changes, so that the feed moves on (default 30 s). Only an engine
+	// applying a transaction's counter write without the rest can cause
+	// that; it is logged as an error.
+	VoidRevisionAfter time.Duration
 	// MinLeaseTTL is the smallest TTL granted, in seconds (etcd's default
 	// configuration gives 2).
 	MinLeaseTTL int64
@@ -43,6 +49,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LeaseCheckInterval == 0 {
 		c.LeaseCheckInterval = 500 * time.Millisecond
+	}
+	if c.VoidRevisionAfter == 0 {
+		c.VoidRevisionAfter = 30 * time.Second
 	}
 	if c.MinLeaseTTL == 0 {
 		c.MinLeaseTTL = 2
@@ -80,6 +89,9 @@ type Store struct {
 
 	counters     counterReader // batches linearizable counter reads
 	counterReads atomic.Int64
+	// revlogConflicts counts released revisions whose revlog entry later
+	// came back different (see feed.checkReleased).
+	revlogConflicts atomic.Int64
 
 	feed *feed
 

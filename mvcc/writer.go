@@ -104,7 +104,8 @@ type writeGroup struct {
 	s          *Store
 	ctx        context.Context
 	etx        Txn
-	counter    int64 // revision counter locked at the start
+	counter    int64  // revision counter locked at the start
+	counterRaw []byte // its stored form, expected by the final compare-and-swap
 	compactRev int64
 	rev        int64                       // last revision assigned so far
 	fetched    map[string]*mvccpb.KeyValue // records read at counter; nil: absent
@@ -148,6 +149,7 @@ func (s *Store) runGroup(group []*writeReq) {
 		return
 	}
 	g := &writeGroup{s: s, ctx: ctx, etx: etx, fetched: map[string]*mvccpb.KeyValue{}, overlay: map[string]*mvccpb.KeyValue{}}
+	g.counterRaw = meta[0]
 	if g.counter, err = decodeCounter(meta[0]); err == nil {
 		g.compactRev, err = decodeCompact(meta[1])
 	}
@@ -354,7 +356,18 @@ func (g *writeGroup) write() error {
 	if err := etx.PutAll(ctx, t.revlog, revlog); err != nil {
 		return err
 	}
-	return etx.PutAll(ctx, t.meta, []Entry{{Key: metaRevision, Value: revisionKey(g.rev)}})
+	// The counter goes last, as a compare-and-swap: should the engine
+	// apply this operation late, outside the transaction (a connection lost
+	// with it in flight; ignite/NOTES.md), it cannot move the counter back
+	// over revisions committed meanwhile.
+	ok, err := etx.Replace(ctx, t.meta, metaRevision, g.counterRaw, revisionKey(g.rev))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: the revision counter changed under its lock", ErrEngineUnavailable)
+	}
+	return nil
 }
 
 // afterWrite lets the node's own view catch up with a write it committed, so

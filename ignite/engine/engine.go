@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ignetcd/ignetcd/ignite/client"
+	"github.com/ignetcd/ignetcd/ignite/wire"
 	"github.com/ignetcd/ignetcd/mvcc"
 )
 
@@ -184,9 +185,14 @@ func (e *Engine) Subscribe(ctx context.Context, table string, onPut func(key, va
 	}
 	q, err := cc.Listen(ctx, client.ContinuousQueryOptions{PageSize: 1}, func(evs []client.Event) {
 		for _, ev := range evs {
+			// The event type, not the new value, tells a put from a
+			// removal: 2.11 servers repeat the old value on removals.
+			if ev.Type != wire.EventCreated && ev.Type != wire.EventUpdated {
+				continue
+			}
 			k, ok1 := ev.Key.([]byte)
 			v, ok2 := ev.New.([]byte)
-			if ok1 && ok2 { // removals (New == nil) are not puts
+			if ok1 && ok2 {
 				onPut(k, v)
 			}
 		}
@@ -246,6 +252,22 @@ func (t *txn) PutAll(ctx context.Context, table string, entries []mvcc.Entry) er
 		kvs[i] = client.KV{Key: en.Key, Value: en.Value}
 	}
 	return wrap(cc.PutAll(ctx, kvs))
+}
+
+// Replace is Ignite's REPLACE_IF_EQUALS inside the transaction; an absent
+// expected value is PUT_IF_ABSENT.
+func (t *txn) Replace(ctx context.Context, table string, key, expected, value []byte) (bool, error) {
+	cc, err := t.cache(ctx, table)
+	if err != nil {
+		return false, err
+	}
+	var ok bool
+	if expected == nil {
+		ok, err = cc.PutIfAbsent(ctx, key, value)
+	} else {
+		ok, err = cc.ReplaceIfEquals(ctx, key, expected, value)
+	}
+	return ok, wrap(err)
 }
 
 func (t *txn) RemoveAll(ctx context.Context, table string, keys [][]byte) error {

@@ -24,6 +24,7 @@ func Run(t *testing.T, newEngine func(t *testing.T) (eng mvcc.Engine, prefix str
 	t.Run("NoLostUpdate", func(t *testing.T) { testNoLostUpdate(t, newEngine) })
 	t.Run("SubscribeSeesCommittedPuts", func(t *testing.T) { testSubscribe(t, newEngine) })
 	t.Run("Scan", func(t *testing.T) { testScan(t, newEngine) })
+	t.Run("Replace", func(t *testing.T) { testReplace(t, newEngine) })
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -238,5 +239,33 @@ func testScan(t *testing.T, newEngine func(*testing.T) (mvcc.Engine, string)) {
 		if !bytes.Equal(seen[string(e.Key)], e.Value) {
 			t.Fatalf("scan: %s = %v, want %v", e.Key, seen[string(e.Key)], e.Value)
 		}
+	}
+}
+
+func testReplace(t *testing.T, newEngine func(*testing.T) (mvcc.Engine, string)) {
+	eng, p := newEngine(t)
+	ctx := ctxT(t)
+	tx, err := eng.Begin(ctx)
+	must(t, err)
+	ok, err := tx.Replace(ctx, p+"t", []byte("c"), nil, []byte("1"))
+	must(t, err)
+	if !ok {
+		t.Fatal("replace of an absent key expecting absent failed")
+	}
+	ok, err = tx.Replace(ctx, p+"t", []byte("c"), []byte("0"), []byte("2"))
+	must(t, err)
+	if ok {
+		t.Fatal("replace with a wrong expected value succeeded")
+	}
+	ok, err = tx.Replace(ctx, p+"t", []byte("c"), []byte("1"), []byte("2"))
+	must(t, err)
+	if !ok {
+		t.Fatal("replace with the right expected value failed")
+	}
+	must(t, tx.Commit(ctx))
+	got, err := eng.GetAll(ctx, p+"t", [][]byte{[]byte("c")})
+	must(t, err)
+	if string(got[0]) != "2" {
+		t.Fatalf("after replaces: %q, want 2", got[0])
 	}
 }

@@ -1,0 +1,129 @@
+package mvcc_test
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/ignetcd/ignetcd/memengine"
+	"github.com/ignetcd/ignetcd/mvcc"
+)
+
+// These tests play what Ignite may do when a connection drops with a
+// transaction's operation in flight: run that one operation later, outside
+// the transaction (shared/docs/ignite-thin-protocol.md 6.3).
+
+func rev8(r int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(r))
+	return b
+}
+
+// leak applies fn in a transaction of its own, as an operation run outside
+// the writer's transaction would be.
+func leak(t *testing.T, eng *memengine.Engine, fn func(ctx context.Context, tx mvcc.Txn) error) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := eng.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fn(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openStore(t *testing.T, eng mvcc.Engine) *mvcc.Store {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := mvcc.Open(ctx, eng, mvcc.Config{GapTimeout: 20 * time.Millisecond, PollInterval: 10 * time.Millisecond, VoidRevisionAfter: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestCounterWithoutRevlogIsVoided: the counter passed a revision whose
+// revlog entry never arrived; the revision is recorded as empty and the
+// node serves on, with the next write at the next revision.
+func TestCounterWithoutRevlogIsVoided(t *testing.T) {
+	eng := memengine.New()
+	s := openStore(t, eng)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	leak(t, eng, func(ctx context.Context, tx mvcc.Txn) error {
+		return tx.PutAll(ctx, "meta", []mvcc.Entry{{Key: []byte("revision"), Value: rev8(3)}})
+	})
+	// A linearizable read waits for revision 3, which only the repair brings.
+	r, err := s.Range(ctx, &pb.RangeRequest{Key: []byte("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Header.Revision != 3 || string(r.Kvs[0].Value) != "1" {
+		t.Fatalf("after the repair: %+v", r)
+	}
+	p, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("2")})
+	if err != nil || p.Header.Revision != 4 {
+		t.Fatalf("put after the repair: %+v %v, want revision 4", p, err)
+	}
+}
+
+// TestLateCounterWriteCannotRegress: the writer sets the counter by
+// compare-and-swap, so a write of an old counter value applied late does
+// not move it back.
+func TestLateCounterWriteCannotRegress(t *testing.T) {
+	eng := memengine.New()
+	s := openStore(t, eng)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The write of revision 3 "arrives late": it expects counter 2.
+	leak(t, eng, func(ctx context.Context, tx mvcc.Txn) error {
+		ok, err := tx.Replace(ctx, "meta", []byte("revision"), rev8(2), rev8(3))
+		if ok {
+			t.Error("a late compare-and-swap of the counter succeeded")
+		}
+		return err
+	})
+	p, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("y")})
+	if err != nil || p.Header.Revision != 5 {
+		t.Fatalf("next put: %+v %v, want revision 5", p, err)
+	}
+}
+
+// TestOverwrittenRevlogIsReported: a released revision whose revlog entry is
+// later overwritten with other changes is reported, not silently applied.
+func TestOverwrittenRevlogIsReported(t *testing.T) {
+	eng := memengine.New()
+	s := openStore(t, eng)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	leak(t, eng, func(ctx context.Context, tx mvcc.Txn) error {
+		// An empty revision 2, unlike the put the node released.
+		return tx.PutAll(ctx, "revlog", []mvcc.Entry{{Key: rev8(2), Value: []byte{0}}})
+	})
+	if s.RevlogConflicts() != 1 {
+		t.Fatalf("revlog conflicts = %d, want 1", s.RevlogConflicts())
+	}
+	r, _ := s.Range(ctx, &pb.RangeRequest{Key: []byte("a")})
+	if len(r.Kvs) != 1 {
+		t.Fatal("the released revision was undone by the overwrite")
+	}
+}
