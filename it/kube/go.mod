@@ -13,6 +13,7 @@ require (
 	google.golang.org/grpc v1.83.2
 	k8s.io/apimachinery v0.34.13
 	k8s.io/apiserver v0.34.13
+	k8s.io/client-go v0.34.13
 	k8s.io/component-base v0.34.13
 	k8s.io/utils v0.0.0-20250604170112-4c0f3b243397
 )
@@ -85,7 +86,6 @@ require (
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/api v0.34.13 // indirect
-	k8s.io/client-go v0.34.13 // indirect
 	k8s.io/klog/v2 v2.130.1 // indirect
 	k8s.io/kube-openapi v0.0.0-20250710124328-f3f2b991d03b // indirect
 	sigs.k8s.io/json v0.0.0-20241014173422-cfa47c3a1cc8 // indirect
