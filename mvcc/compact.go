@@ -11,7 +11,7 @@ import (
 // in the background otherwise. It returns the current revision.
 func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, error) {
 	var cur int64
-	_, err := s.update(ctx, nil, true, func(v *txnView) error {
+	_, err := s.update(ctx, true, func(v *txnView) error {
 		cur = v.beginRev
 		switch {
 		case rev <= v.compactRev:
@@ -28,9 +28,9 @@ func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, e
 	if err := s.waitFor(ctx, rev); err != nil {
 		return 0, err
 	}
-	dropped := s.applyCompaction(rev)
+	s.applyCompaction(rev)
 	purge := func(ctx context.Context) {
-		if err := s.purgeHistory(ctx, rev, dropped); err != nil {
+		if err := s.purgeHistory(ctx, rev); err != nil {
 			s.lg.Warn().Err(err).Int64("revision", rev).Msg("removing compacted history from storage failed; it stays until a later compaction")
 		}
 	}
@@ -46,20 +46,40 @@ func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, e
 	return cur, nil
 }
 
-// purgeHistory deletes superseded history entries and revlog entries below
-// rev from the engine, in batches. Both tables are append-only below the
-// counter, so no lock on the counter is needed.
-func (s *Store) purgeHistory(ctx context.Context, rev int64, dropped []keyVersion) error {
+// purgeHistory deletes from the engine the history entries below rev that
+// this node's index no longer holds (superseded at rev — and any entry a
+// write applied outside its transaction may have left) and the revlog
+// entries below rev. Both tables only change below the counter by
+// compaction, so no lock on the counter is needed.
+func (s *Store) purgeHistory(ctx context.Context, rev int64) error {
 	const batch = 512
-	var keys [][]byte
-	for _, v := range dropped {
-		keys = append(keys, historyKey(v.kv.ModRevision, int(v.sub)))
-	}
-	if err := s.removeBatched(ctx, s.tables.history, keys, batch); err != nil {
+	kept := map[string]struct{}{}
+	s.mu.RLock()
+	s.ix.tree.Ascend(func(ki *keyIndex) bool {
+		for _, v := range ki.versions {
+			if v.kv.ModRevision < rev {
+				kept[string(historyKey(v.kv.ModRevision, int(v.sub)))] = struct{}{}
+			}
+		}
+		return true
+	})
+	s.mu.RUnlock()
+	var hist, revs [][]byte
+	err := s.eng.Scan(ctx, s.tables.history, func(key, _ []byte) error {
+		if r, _, err := decodeHistoryKey(key); err == nil && r < rev {
+			if _, ok := kept[string(key)]; !ok {
+				hist = append(hist, append([]byte(nil), key...))
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	var revs [][]byte
-	err := s.eng.Scan(ctx, s.tables.revlog, func(key, _ []byte) error {
+	if err := s.removeBatched(ctx, s.tables.history, hist, batch); err != nil {
+		return err
+	}
+	err = s.eng.Scan(ctx, s.tables.revlog, func(key, _ []byte) error {
 		if r, err := decodeRevision(key); err == nil && r < rev {
 			revs = append(revs, append([]byte(nil), key...))
 		}

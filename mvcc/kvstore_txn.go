@@ -11,7 +11,7 @@ import (
 // Put applies an etcd PutRequest.
 func (s *Store) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	var resp *pb.PutResponse
-	v, err := s.update(ctx, [][]byte{r.Key}, false, func(v *txnView) error {
+	v, err := s.update(ctx, false, func(v *txnView) error {
 		// A plain Put looks up its lease before anything else (etcd's
 		// txn.Put); inside a Txn, checkPut tests ignore_* first.
 		if r.Lease != 0 {
@@ -37,11 +37,7 @@ func (s *Store) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, err
 // DeleteRange applies an etcd DeleteRangeRequest.
 func (s *Store) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	var resp *pb.DeleteRangeResponse
-	var keys [][]byte
-	if len(r.RangeEnd) == 0 {
-		keys = [][]byte{r.Key}
-	}
-	v, err := s.update(ctx, keys, false, func(v *txnView) error {
+	v, err := s.update(ctx, false, func(v *txnView) error {
 		var err error
 		resp, err = v.execDeleteRange(r)
 		return err
@@ -60,7 +56,7 @@ func (s *Store) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, err
 		return s.readOnlyTxn(ctx, r)
 	}
 	var resp *pb.TxnResponse
-	v, err := s.update(ctx, txnKeys(r, nil), hasHistoricalRange(r), func(v *txnView) error {
+	v, err := s.update(ctx, hasHistoricalRange(r), func(v *txnView) error {
 		var err error
 		resp, err = v.execTxn(r)
 		return err
@@ -97,34 +93,6 @@ func hasHistoricalRange(r *pb.TxnRequest) bool {
 		}
 	}
 	return false
-}
-
-// txnKeys lists every single key a txn compares or touches, in both branches.
-func txnKeys(r *pb.TxnRequest, keys [][]byte) [][]byte {
-	for _, c := range r.Compare {
-		if len(c.RangeEnd) == 0 {
-			keys = append(keys, c.Key)
-		}
-	}
-	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
-		for _, op := range ops {
-			switch o := op.Request.(type) {
-			case *pb.RequestOp_RequestRange:
-				if len(o.RequestRange.RangeEnd) == 0 && o.RequestRange.Revision == 0 {
-					keys = append(keys, o.RequestRange.Key)
-				}
-			case *pb.RequestOp_RequestPut:
-				keys = append(keys, o.RequestPut.Key)
-			case *pb.RequestOp_RequestDeleteRange:
-				if len(o.RequestDeleteRange.RangeEnd) == 0 {
-					keys = append(keys, o.RequestDeleteRange.Key)
-				}
-			case *pb.RequestOp_RequestTxn:
-				keys = txnKeys(o.RequestTxn, keys)
-			}
-		}
-	}
-	return keys
 }
 
 func isTxnReadOnly(r *pb.TxnRequest) bool {

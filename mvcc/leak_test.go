@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/ignetcd/ignetcd/memengine"
 	"github.com/ignetcd/ignetcd/mvcc"
@@ -125,5 +126,57 @@ func TestOverwrittenRevlogIsReported(t *testing.T) {
 	r, _ := s.Range(ctx, &pb.RangeRequest{Key: []byte("a")})
 	if len(r.Kvs) != 1 {
 		t.Fatal("the released revision was undone by the overwrite")
+	}
+}
+
+// TestStaleKVAndHistoryAreIgnored: kv and history records of a write that
+// never committed (its operations applied outside their transaction) do not
+// change what a node answers, writes, or loads at start-up.
+func TestStaleKVAndHistoryAreIgnored(t *testing.T) {
+	eng := memengine.New()
+	s := openStore(t, eng)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	garbage, _ := (&pb.PutRequest{Key: []byte("zz")}).Marshal()
+	leak(t, eng, func(ctx context.Context, tx mvcc.Txn) error {
+		// A kv record claiming version 7, and history for revisions 2 and 3.
+		kv, _ := (&mvccpb.KeyValue{Key: []byte("a"), CreateRevision: 2, ModRevision: 3, Version: 7}).Marshal()
+		if err := tx.PutAll(ctx, "kv", []mvcc.Entry{{Key: []byte("a"), Value: kv}}); err != nil {
+			return err
+		}
+		h := make([]byte, 12)
+		binary.BigEndian.PutUint64(h, 2)
+		binary.BigEndian.PutUint32(h[8:], 5)
+		h3 := append(rev8(3), 0, 0, 0, 0)
+		return tx.PutAll(ctx, "history", []mvcc.Entry{{Key: h, Value: garbage}, {Key: h3, Value: garbage}})
+	})
+	p, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("2"), PrevKv: true})
+	if err != nil || p.PrevKv == nil || p.PrevKv.Version != 1 || p.Header.Revision != 3 {
+		t.Fatalf("put over a stale kv record: %+v %v; want prev version 1 at revision 3", p, err)
+	}
+	s.Close()
+	s2 := openStore(t, eng)
+	r, err := s2.Range(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Count != 1 || string(r.Kvs[0].Value) != "2" || r.Kvs[0].Version != 2 || r.Header.Revision != 3 {
+		t.Fatalf("after restart: %+v", r)
+	}
+	// Compaction removes the stray history entry below it.
+	if _, err := s2.Compact(ctx, 3, true); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := eng.GetAll(ctx, "history", [][]byte{func() []byte {
+		h := make([]byte, 12)
+		binary.BigEndian.PutUint64(h, 2)
+		binary.BigEndian.PutUint32(h[8:], 5)
+		return h
+	}()})
+	if got[0] != nil {
+		t.Fatal("compaction left a stray history entry below the compacted revision")
 	}
 }

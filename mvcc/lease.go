@@ -114,7 +114,7 @@ func (s *Store) LeaseRevoke(ctx context.Context, id int64) (*pb.LeaseRevokeRespo
 // revoke takes the counter lock first, as every writer does, then the
 // lease's; onlyExpired makes it a no-op for a lease extended meanwhile.
 func (s *Store) revoke(ctx context.Context, id int64, onlyExpired bool) (*txnView, error) {
-	return s.update(ctx, nil, true, func(v *txnView) error {
+	return s.update(ctx, true, func(v *txnView) error {
 		vals, err := v.etx.GetAll(v.ctx, s.tables.leases, [][]byte{revisionKey(id)})
 		if err != nil {
 			return err

@@ -169,7 +169,7 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 		s.feed.cancel()
 		return nil, err
 	}
-	s.feed.start(counter)
+	s.feed.start(s.Revision())
 	s.stopped.Add(3)
 	go s.feed.run()
 	go s.leaseLoop()
@@ -213,68 +213,96 @@ func (s *Store) readMeta(ctx context.Context) (counter, compact int64, err error
 	return counter, compact, nil
 }
 
-// load builds the index and event log from history, up to counter.
+// load builds the index and event log up to counter. Revisions from the
+// compacted one on come from revlog, which a revision's commit writes last
+// together with the counter and which is therefore trusted; history serves
+// only the versions below the compacted revision that compaction kept.
 func (s *Store) load(ctx context.Context, counter int64) error {
+	// The compacted revision is read first: a compaction running during
+	// the load removes only revlog entries below its own (higher) revision
+	// and history entries superseded there, which this load then needs
+	// neither of, as it compacts its index at the revision read after.
+	_, compact, err := s.readMeta(ctx)
+	if err != nil {
+		return err
+	}
+	// Revision 1 is the empty store's and never has a revlog entry.
+	first := max(compact, 2)
 	type loaded struct {
 		rev int64
 		sub int
 		ev  *mvccpb.Event
 	}
-	var all []loaded
-	err := s.eng.Scan(ctx, s.tables.history, func(key, value []byte) error {
+	var kept []loaded
+	err = s.eng.Scan(ctx, s.tables.history, func(key, value []byte) error {
 		rev, sub, err := decodeHistoryKey(key)
 		if err != nil {
 			return err
 		}
-		if rev > counter {
-			return nil // committed after the counter read: the feed brings it
+		if rev >= first {
+			return nil // revlog has it
 		}
 		ev := &mvccpb.Event{}
 		if err := ev.Unmarshal(value); err != nil || ev.Kv == nil {
 			return fmt.Errorf("mvcc: malformed history entry at revision %d: %v", rev, err)
 		}
-		all = append(all, loaded{rev, sub, ev})
+		kept = append(kept, loaded{rev, sub, ev})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].rev != all[j].rev {
-			return all[i].rev < all[j].rev
+	revs := map[int64][]*mvccpb.Event{}
+	err = s.eng.Scan(ctx, s.tables.revlog, func(key, value []byte) error {
+		rev, err := decodeRevision(key)
+		if err != nil || rev < first || rev > counter {
+			return nil // the counter's own entry, purged or later revisions
 		}
-		return all[i].sub < all[j].sub
+		evs, err := decodeEvents(value)
+		if err != nil {
+			return fmt.Errorf("mvcc: revlog entry of revision %d: %w", rev, err)
+		}
+		revs[rev] = evs
+		return nil
 	})
-	// Read the compacted revision after the scan: entries a concurrent
-	// compaction removed during the scan are all below it.
-	_, compact, err := s.readMeta(ctx)
+	if err != nil {
+		return err
+	}
+	sort.Slice(kept, func(i, j int) bool {
+		if kept[i].rev != kept[j].rev {
+			return kept[i].rev < kept[j].rev
+		}
+		return kept[i].sub < kept[j].sub
+	})
+	_, compactAfter, err := s.readMeta(ctx)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.events.first = max(compact, 1)
-	for i := 0; i < len(all); {
-		j := i
-		for j < len(all) && all[j].rev == all[i].rev {
-			j++
-		}
-		evs := make([]*mvccpb.Event, 0, j-i)
-		for k := i; k < j; k++ {
-			s.ix.apply(all[k].ev, all[k].sub)
-			evs = append(evs, all[k].ev)
-		}
-		if all[i].rev >= compact {
-			s.events.appendRev(all[i].rev, evs)
-		}
-		i = j
+	for _, l := range kept {
+		s.ix.apply(l.ev, l.sub)
 	}
-	s.ix.compact(compact)
-	s.compactRev = compact
-	s.safePoint = counter
-	if len(s.events.revs) == 0 {
-		s.events.first = counter + 1
+	s.events.first = first
+	s.safePoint = first - 1
+	for rev := first; rev <= counter; rev++ {
+		evs, ok := revs[rev]
+		if !ok {
+			// Committed revisions are all in revlog; one can only be
+			// missing if the counter was written without it. The feed's
+			// gap fill and repair (feed.absent) deal with it.
+			s.safePoint = rev - 1
+			break
+		}
+		for i, ev := range evs {
+			s.ix.apply(ev, i)
+		}
+		s.events.appendRev(rev, evs)
+		s.safePoint = rev
 	}
+	s.ix.compact(compactAfter)
+	s.events.trimBefore(compactAfter)
+	s.compactRev = max(compact, compactAfter)
 	return nil
 }
 

@@ -12,7 +12,7 @@ import (
 // can still be on its way — only a write applied outside its transaction
 // could, and that is what this repairs.
 func (s *Store) voidRevision(ctx context.Context, rev int64) error {
-	_, err := s.update(ctx, nil, true, func(v *txnView) error {
+	_, err := s.submit(ctx, &writeReq{ctx: ctx, solo: true, blind: true, done: make(chan struct{}), fn: func(v *txnView) error {
 		if rev > v.beginRev {
 			return fmt.Errorf("mvcc: revision %d is above the counter %d", rev, v.beginRev)
 		}
@@ -23,7 +23,7 @@ func (s *Store) voidRevision(ctx context.Context, rev int64) error {
 		s.lg.Error().Int64("revision", rev).Msg("the revision counter passed a revision that revlog lacks (an Ignite operation applied outside its transaction?); recording it as a revision without changes")
 		v.otherWrites = true
 		return v.etx.PutAll(v.ctx, s.tables.revlog, []Entry{{Key: revisionKey(rev), Value: encodeEvents(nil)}})
-	})
+	}})
 	return err
 }
 

@@ -30,24 +30,27 @@ const groupTimeout = 30 * time.Second
 // writeReq is one request waiting for the writer.
 type writeReq struct {
 	ctx context.Context
-	// keys are the single keys the request may read or write, prefetched
-	// (and locked) for the whole group in one round trip.
-	keys [][]byte
 	// solo requests run in a group of their own: they write other tables
 	// directly (lease revoke, compaction) or read history at revisions a
 	// group may not have committed yet.
 	solo bool
-	fn   func(v *txnView) error
-	view *txnView
-	err  error
-	done chan struct{}
+	// blind requests read no keys, so their group does not wait for the
+	// index (the repair of a missing revision, which that wait would need).
+	blind bool
+	fn    func(v *txnView) error
+	view  *txnView
+	err   error
+	done  chan struct{}
 }
 
 // update queues fn for the writer and waits for its group to commit. If ctx
 // ends first, the request may or may not be applied, as with an etcd
 // request that times out.
-func (s *Store) update(ctx context.Context, keys [][]byte, solo bool, fn func(v *txnView) error) (*txnView, error) {
-	req := &writeReq{ctx: ctx, keys: keys, solo: solo, fn: fn, done: make(chan struct{})}
+func (s *Store) update(ctx context.Context, solo bool, fn func(v *txnView) error) (*txnView, error) {
+	return s.submit(ctx, &writeReq{ctx: ctx, solo: solo, fn: fn, done: make(chan struct{})})
+}
+
+func (s *Store) submit(ctx context.Context, req *writeReq) (*txnView, error) {
 	select {
 	case s.writes <- req:
 	case <-ctx.Done():
@@ -108,9 +111,7 @@ type writeGroup struct {
 	counterRaw []byte // its stored form, expected by the final compare-and-swap
 	compactRev int64
 	rev        int64                       // last revision assigned so far
-	fetched    map[string]*mvccpb.KeyValue // records read at counter; nil: absent
 	overlay    map[string]*mvccpb.KeyValue // effects of the group's requests so far
-	indexReady bool                        // the index holds every revision <= counter
 	revisions  [][]*mvccpb.Event           // events of counter+1, counter+2, ...
 	other      bool                        // a solo request wrote other tables
 }
@@ -148,7 +149,7 @@ func (s *Store) runGroup(group []*writeReq) {
 		finish(err)
 		return
 	}
-	g := &writeGroup{s: s, ctx: ctx, etx: etx, fetched: map[string]*mvccpb.KeyValue{}, overlay: map[string]*mvccpb.KeyValue{}}
+	g := &writeGroup{s: s, ctx: ctx, etx: etx, overlay: map[string]*mvccpb.KeyValue{}}
 	g.counterRaw = meta[0]
 	if g.counter, err = decodeCounter(meta[0]); err == nil {
 		g.compactRev, err = decodeCompact(meta[1])
@@ -158,13 +159,18 @@ func (s *Store) runGroup(group []*writeReq) {
 		return
 	}
 	g.rev = g.counter
-	var keys [][]byte
-	for _, r := range group {
-		keys = append(keys, r.keys...)
-	}
-	if err := g.prefetch(keys); err != nil {
-		finish(err)
-		return
+	// The group reads the keyspace from the index, once the feed has
+	// released every revision up to the counter it locked: no writer can
+	// commit meanwhile, so the index at counter is the exact current state.
+	// The kv table is never read back: it is written for Ignite users, and
+	// only revlog, written last with the counter, is trusted (an operation
+	// of a broken connection applied outside its transaction could have
+	// left a stale record there).
+	if !group[0].blind {
+		if err := s.waitFor(ctx, g.counter); err != nil {
+			finish(err)
+			return
+		}
 	}
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
@@ -216,50 +222,6 @@ func (s *Store) WriteGroups() (groups, requests int64) {
 	return s.groups.Load(), s.groupedRequests.Load()
 }
 
-// prefetch reads and locks the current record of keys in one round trip.
-func (g *writeGroup) prefetch(keys [][]byte) error {
-	var missing [][]byte
-	seen := map[string]bool{}
-	for _, k := range keys {
-		if _, ok := g.fetched[string(k)]; ok || seen[string(k)] {
-			continue
-		}
-		seen[string(k)] = true
-		missing = append(missing, k)
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if g.indexReady {
-		g.s.mu.RLock()
-		for _, k := range missing {
-			var kv *mvccpb.KeyValue
-			if ki := g.s.ix.get(k); ki != nil {
-				kv = ki.at(g.counter)
-			}
-			g.fetched[string(k)] = kv
-		}
-		g.s.mu.RUnlock()
-		return nil
-	}
-	vals, err := g.etx.GetAll(g.ctx, g.s.tables.kv, missing)
-	if err != nil {
-		return err
-	}
-	for i, k := range missing {
-		if vals[i] == nil {
-			g.fetched[string(k)] = nil
-			continue
-		}
-		kv := &mvccpb.KeyValue{}
-		if err := kv.Unmarshal(vals[i]); err != nil {
-			return fmt.Errorf("mvcc: malformed kv record: %w", err)
-		}
-		g.fetched[string(k)] = kv
-	}
-	return nil
-}
-
 // get is key's record after the group's requests so far.
 func (g *writeGroup) get(key []byte) (*mvccpb.KeyValue, error) {
 	if kv, ok := g.overlay[string(key)]; ok {
@@ -268,10 +230,12 @@ func (g *writeGroup) get(key []byte) (*mvccpb.KeyValue, error) {
 		}
 		return kv, nil
 	}
-	if err := g.prefetch([][]byte{key}); err != nil {
-		return nil, err
+	g.s.mu.RLock()
+	defer g.s.mu.RUnlock()
+	if ki := g.s.ix.get(key); ki != nil {
+		return ki.at(g.counter), nil
 	}
-	return g.fetched[string(key)], nil
+	return nil, nil
 }
 
 func (g *writeGroup) rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error) {
@@ -282,28 +246,14 @@ func (g *writeGroup) rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error) {
 		}
 		return []*mvccpb.KeyValue{kv}, nil
 	}
-	if err := g.useIndex(); err != nil {
-		return nil, err
-	}
 	g.s.mu.RLock()
 	kvs, _ := g.s.ix.rangeAt(key, end, g.counter, 0, false)
 	g.s.mu.RUnlock()
 	return mergeOverlay(kvs, g.overlay, key, end), nil
 }
 
-// useIndex waits until the index has every revision <= counter. No writer
-// can commit while the group holds the counter lock, so from then on the
-// index at counter is exactly the keyspace the group started from.
-func (g *writeGroup) useIndex() error {
-	if g.indexReady {
-		return nil
-	}
-	if err := g.s.waitFor(g.ctx, g.counter); err != nil {
-		return err
-	}
-	g.indexReady = true
-	return nil
-}
+// useIndex: the group waited for the index at its start.
+func (g *writeGroup) useIndex() error { return nil }
 
 // leaseExists reads (and locks) a lease record.
 func (g *writeGroup) leaseExists(id int64) (bool, error) {
