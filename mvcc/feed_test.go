@@ -122,3 +122,28 @@ func TestFeedReleasesEveryRevisionOnceInOrder(t *testing.T) {
 		t.Fatalf("seed %d: range at %d with %d keys, want %d keys at %d", seed, resp.Header.Revision, resp.Count, writers*7, last)
 	}
 }
+
+// TestWatchStreamRequestsAfterClose: requests that race with the end of
+// their stream are ignored, not a crash (found by it/kube's cacher suite).
+func TestWatchStreamRequestsAfterClose(t *testing.T) {
+	eng := memengine.New()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := mvcc.Open(ctx, eng, mvcc.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ws := s.NewWatchStream()
+	id := ws.Create(&pb.WatchCreateRequest{Key: []byte("a")})
+	ws.Close()
+	if got := ws.Create(&pb.WatchCreateRequest{Key: []byte("b")}); got != mvcc.InvalidWatchID {
+		t.Fatalf("create on a closed stream returned watch %d", got)
+	}
+	ws.Cancel(id)
+	ws.RequestProgress()
+	ws.Tick()
+	if _, err := ws.Next(ctx); err == nil {
+		t.Fatal("Next on a closed stream returned no error")
+	}
+}

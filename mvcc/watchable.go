@@ -70,6 +70,10 @@ func (ws *WatchStream) Create(req *pb.WatchCreateRequest) int64 {
 	cur := ws.s.Revision()
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	if ws.closed {
+		// The stream ended while this request was being received.
+		return InvalidWatchID
+	}
 	defer ws.poke()
 	refuse := func(reason string) {
 		ws.ctrl = append(ws.ctrl, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: cur},
@@ -161,7 +165,8 @@ func (ws *WatchStream) Tick() {
 func (ws *WatchStream) Close() {
 	ws.mu.Lock()
 	ws.closed = true
-	ws.watchers = nil
+	ws.watchers = map[int64]*watcher{}
+	ws.ctrl = nil
 	ws.mu.Unlock()
 	ws.poke()
 }
