@@ -11,8 +11,8 @@ package it
 
 import (
 	"fmt"
-	"hash/fnv"
 	"strings"
+	"testing"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -62,14 +62,14 @@ type robustKind uint8
 
 const (
 	rGet         robustKind = iota // Range(key), linearizable
-	rRange                     // Range(prefix), linearizable
-	rPut                       // Put(key, val)
-	rDelete                    // DeleteRange(key)
-	rDeleteRange               // DeleteRange(prefix)
-	rCreate                    // Txn If MOD(key)==0 Then Put
-	rUpdate                    // Txn If MOD(key)==expect Then Put Else Range(key)
-	rOptDelete                 // Txn If MOD(key)==expect Then DeleteRange(key) Else Range(key)
-	rCompactCAS                // Txn If VERSION(compact_rev_key)==expect Then Put Else Range
+	rRange                         // Range(prefix), linearizable
+	rPut                           // Put(key, val)
+	rDelete                        // DeleteRange(key)
+	rDeleteRange                   // DeleteRange(prefix)
+	rCreate                        // Txn If MOD(key)==0 Then Put
+	rUpdate                        // Txn If MOD(key)==expect Then Put Else Range(key)
+	rOptDelete                     // Txn If MOD(key)==expect Then DeleteRange(key) Else Range(key)
+	rCompactCAS                    // Txn If VERSION(compact_rev_key)==expect Then Put Else Range
 )
 
 var robustKindNames = [...]string{"get", "range", "put", "delete", "deleterange", "create", "update", "optdelete", "compactcas"}
@@ -252,12 +252,11 @@ var robustModel = porcupine.Model{
 	Equal: func(a, b any) bool { return a.(mState) == b.(mState) },
 	Hash: func(state any) uint64 {
 		s := state.(mState)
-		h := fnv.New64a()
-		fmt.Fprint(h, s.rev)
+		h := uint64(s.rev)
 		for _, kv := range s.kv {
-			fmt.Fprint(h, kv.val, kv.mod)
+			h = h*1099511628211 ^ uint64(kv.mod)
 		}
-		return h.Sum64()
+		return h
 	},
 	DescribeOperation: func(input, output any) string {
 		in := input.(mInput)
@@ -274,4 +273,53 @@ var robustModel = porcupine.Model{
 		}
 		return b.String()
 	},
+}
+
+// TestRobustModel: the model and checks accept correct histories and
+// catch the bugs they exist for.
+func TestRobustModel(t *testing.T) {
+	a := 0
+	put := func(call, ret int64, val string, rev int64) porcupine.Operation {
+		return porcupine.Operation{Input: mInput{kind: rPut, key: a, val: val}, Call: call, Return: ret, Output: mOutput{rev: rev}}
+	}
+	get := func(call, ret int64, kv mKV, rev int64) porcupine.Operation {
+		var out mOutput
+		out.rev, out.got[a] = rev, kv
+		return porcupine.Operation{ClientId: 1, Input: mInput{kind: rGet, key: a}, Call: call, Return: ret, Output: out}
+	}
+	unknownPut := func(call int64, val string, knownRev int64) porcupine.Operation {
+		return porcupine.Operation{Input: mInput{kind: rPut, key: a, val: val}, Call: call, Return: robustInfinity,
+			Output: mOutput{unknown: true, knownRev: knownRev}}
+	}
+	update := func(call, ret int64, val string, expect int64, ok bool, rev int64, cur mKV) porcupine.Operation {
+		out := mOutput{rev: rev, succeeded: ok}
+		if !ok {
+			out.got[a] = cur
+		}
+		return porcupine.Operation{Input: mInput{kind: rUpdate, key: a, val: val, expect: expect}, Call: call, Return: ret, Output: out}
+	}
+	x2 := mKV{val: "x", create: 2, mod: 2, ver: 1}
+	y3 := mKV{val: "y", create: 2, mod: 3, ver: 2}
+	for _, tc := range []struct {
+		name string
+		ok   bool
+		ops  []porcupine.Operation
+	}{
+		{"read after write", true, []porcupine.Operation{put(0, 10, "x", 2), get(20, 30, x2, 2)}},
+		{"stale read", false, []porcupine.Operation{put(0, 10, "x", 2), get(20, 30, mKV{}, 1)}},
+		{"concurrent read may miss the write", true, []porcupine.Operation{put(0, 10, "x", 2), get(5, 30, mKV{}, 1)}},
+		{"header revision too high", false, []porcupine.Operation{put(0, 10, "x", 2), get(20, 30, x2, 3)}},
+		{"wrong version", false, []porcupine.Operation{put(0, 10, "x", 2), get(20, 30, mKV{val: "x", create: 2, mod: 2, ver: 2}, 2)}},
+		{"unknown write observed", true, []porcupine.Operation{unknownPut(0, "x", 0), get(20, 30, x2, 2)}},
+		{"unknown write not applied", true, []porcupine.Operation{unknownPut(0, "x", 0), get(20, 30, mKV{}, 1)}},
+		{"unknown write applied at a known revision", false, []porcupine.Operation{unknownPut(0, "x", 3), get(20, 30, x2, 2)}},
+		{"lost acknowledged write", false, []porcupine.Operation{put(0, 10, "x", 2), put(20, 30, "y", 3), get(40, 50, x2, 3)}},
+		{"cas", true, []porcupine.Operation{put(0, 10, "x", 2), update(20, 30, "y", 2, true, 3, mKV{}), update(40, 50, "z", 2, false, 3, y3)}},
+		{"cas on a stale revision succeeded", false, []porcupine.Operation{put(0, 10, "x", 2), put(20, 30, "y", 3), update(40, 50, "z", 2, true, 4, mKV{})}},
+		{"two writes, one revision", false, []porcupine.Operation{put(0, 10, "x", 2), put(0, 10, "y", 2)}},
+	} {
+		if got := porcupine.CheckOperations(robustModel, tc.ops); got != tc.ok {
+			t.Errorf("%s: linearizable = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
 }

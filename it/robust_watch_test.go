@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -103,6 +104,7 @@ func (w *mainWatcher) once(ctx context.Context) {
 	}()
 	from := w.last.Load() + 1
 	wch := w.cli.Watch(wctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	sawErr := false
 	for wr := range wch {
 		if wr.CompactRevision != 0 {
 			w.h.violation("frontend %d: watch from %d compacted at %d (compaction never passes a watcher)", w.frontend, from, wr.CompactRevision)
@@ -111,6 +113,7 @@ func (w *mainWatcher) once(ctx context.Context) {
 			if wctx.Err() == nil {
 				w.endReasons[errClass(err)]++
 			}
+			sawErr = true
 			continue // the channel closes next
 		}
 		if wr.IsProgressNotify() {
@@ -124,7 +127,7 @@ func (w *mainWatcher) once(ctx context.Context) {
 		}
 		w.deliver(wr.Events)
 	}
-	if wctx.Err() == nil && ctx.Err() == nil {
+	if !sawErr && wctx.Err() == nil && ctx.Err() == nil {
 		w.endReasons["closed without error"]++
 	}
 }
@@ -310,4 +313,46 @@ func sameEvents(a, b []watchEvent) (int, bool) {
 		}
 	}
 	return n, len(a) == len(b)
+}
+
+// TestRobustWatchChecks: the stream checks catch gaps, duplicates, split
+// revisions, wrong prev_kv and progress going backwards.
+func TestRobustWatchChecks(t *testing.T) {
+	ev := func(rev int64, typ mvccpb.Event_EventType, key, val string, create, ver int64, prev *mvccpb.KeyValue) *clientv3.Event {
+		return &clientv3.Event{Type: typ, Kv: &mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), ModRevision: rev, CreateRevision: create, Version: ver}, PrevKv: prev}
+	}
+	a2 := &mvccpb.KeyValue{Key: []byte("a"), Value: []byte("1"), CreateRevision: 2, ModRevision: 2, Version: 1}
+	for _, tc := range []struct {
+		name string
+		bad  bool
+		resp [][]*clientv3.Event
+	}{
+		{"good", false, [][]*clientv3.Event{{ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)}, {ev(3, mvccpb.PUT, "a", "2", 2, 2, a2), ev(3, mvccpb.PUT, "b", "1", 3, 1, nil)}}},
+		{"gap", true, [][]*clientv3.Event{{ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)}, {ev(4, mvccpb.PUT, "b", "1", 4, 1, nil)}}},
+		{"duplicate", true, [][]*clientv3.Event{{ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)}, {ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)}}},
+		{"split revision", true, [][]*clientv3.Event{{ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)}, {ev(3, mvccpb.PUT, "a", "2", 2, 2, a2)}, {ev(3, mvccpb.PUT, "b", "1", 3, 1, nil)}}},
+		{"missing prev_kv", true, [][]*clientv3.Event{{ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)}, {ev(3, mvccpb.DELETE, "a", "", 0, 0, nil)}}},
+		{"wrong version", true, [][]*clientv3.Event{{ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)}, {ev(3, mvccpb.PUT, "a", "2", 2, 3, a2)}}},
+	} {
+		h := &robustHarness{}
+		w := &mainWatcher{h: h, state: map[string]mKV{}}
+		w.last.Store(1)
+		for _, r := range tc.resp {
+			w.deliver(r)
+		}
+		if bad := h.nViolation > 0; bad != tc.bad {
+			t.Errorf("%s: violations %v, want any: %v", tc.name, h.violations, tc.bad)
+		}
+	}
+	// Progress below a delivered event, and an event at or below a progress
+	// notification.
+	h := &robustHarness{}
+	w := &mainWatcher{h: h, state: map[string]mKV{}}
+	w.last.Store(1)
+	w.deliver([]*clientv3.Event{ev(2, mvccpb.PUT, "a", "1", 2, 1, nil)})
+	w.progress = 3
+	w.deliver([]*clientv3.Event{ev(3, mvccpb.PUT, "a", "2", 2, 2, a2)})
+	if h.nViolation == 0 {
+		t.Error("an event at a revision a progress notification covered was accepted")
+	}
 }
