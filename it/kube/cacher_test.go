@@ -16,7 +16,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/apitesting"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -200,7 +199,9 @@ func TestCacherGet(t *testing.T) { cacherTest(t, storagetesting.RunTestGet) }
 func TestCacherUnconditionalDelete(t *testing.T) {
 	cacherTest(t, storagetesting.RunTestUnconditionalDelete)
 }
-func TestCacherConditionalDelete(t *testing.T) { cacherTest(t, storagetesting.RunTestConditionalDelete) }
+func TestCacherConditionalDelete(t *testing.T) {
+	cacherTest(t, storagetesting.RunTestConditionalDelete)
+}
 func TestCacherDeleteWithSuggestion(t *testing.T) {
 	cacherTest(t, storagetesting.RunTestDeleteWithSuggestion)
 }
@@ -216,7 +217,9 @@ func TestCacherValidateDeletionWithSuggestion(t *testing.T) {
 func TestCacherValidateDeletionWithOnlySuggestionValid(t *testing.T) {
 	cacherTest(t, storagetesting.RunTestValidateDeletionWithOnlySuggestionValid)
 }
-func TestCacherDeleteWithConflict(t *testing.T) { cacherTest(t, storagetesting.RunTestDeleteWithConflict) }
+func TestCacherDeleteWithConflict(t *testing.T) {
+	cacherTest(t, storagetesting.RunTestDeleteWithConflict)
+}
 func TestCacherPreconditionalDeleteWithSuggestion(t *testing.T) {
 	cacherTest(t, storagetesting.RunTestPreconditionalDeleteWithSuggestion)
 }
@@ -323,9 +326,11 @@ func TestCacherStats(t *testing.T) {
 	}
 }
 
-func TestCacherWatch(t *testing.T)              { cacherTest(t, storagetesting.RunTestWatch) }
-func TestCacherDeleteTriggerWatch(t *testing.T) { cacherTest(t, storagetesting.RunTestDeleteTriggerWatch) }
-func TestCacherWatchFromNonZero(t *testing.T)   { cacherTest(t, storagetesting.RunTestWatchFromNonZero) }
+func TestCacherWatch(t *testing.T) { cacherTest(t, storagetesting.RunTestWatch) }
+func TestCacherDeleteTriggerWatch(t *testing.T) {
+	cacherTest(t, storagetesting.RunTestDeleteTriggerWatch)
+}
+func TestCacherWatchFromNonZero(t *testing.T) { cacherTest(t, storagetesting.RunTestWatchFromNonZero) }
 func TestCacherDelayedWatchDelivery(t *testing.T) {
 	cacherTest(t, storagetesting.RunTestDelayedWatchDelivery)
 }
@@ -372,4 +377,3 @@ func TestCacherWatchListMatchSingle(t *testing.T) {
 	})
 }
 
-var _ = metav1.ObjectMeta{}

@@ -56,8 +56,13 @@ build_kube() {
 	done
 	(cd "$dir" && go mod edit "${args[@]}") || return 1
 	mkdir -p "$KUBEBIN"
-	(cd "$dir" && GOFLAGS=-mod=mod go build -o "$KUBEBIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver &&
-		GOFLAGS=-mod=mod go build -o "$KUBEBIN/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl) || return 1
+	local minor=${KUBE_VERSION#v1.}
+	minor=${minor%%.*}
+	local ldflags="-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1"
+	ldflags="$ldflags -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
+	ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+	(cd "$dir" && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$KUBEBIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver &&
+		GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$KUBEBIN/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl) || return 1
 	mv "$KUBEBIN/kube-apiserver.tmp" "$KUBEBIN/kube-apiserver"
 	mv "$KUBEBIN/kubectl.tmp" "$KUBEBIN/kubectl"
 	rm -rf "$dir"
@@ -110,9 +115,9 @@ EOF
 
 # ---------------------------------------------------------------- processes
 
-ETCD_PORT=${ETCD_PORT:-23790}
-PEER_PORT=${PEER_PORT:-23800}
-API_PORT=${API_PORT:-26443}
+ETCD_PORT=${ETCD_PORT:-32379}
+PEER_PORT=${PEER_PORT:-32380}
+API_PORT=${API_PORT:-36443}
 BACKEND_PID=
 DOUBLE_ADDR=
 
@@ -179,7 +184,7 @@ step() { # name command...
 	shift
 	# runs in this shell (steps start processes and set variables); output to a file
 	if "$@" >"$WORK/step.out" 2>&1; then
-		echo "PASS $BACKEND $name"
+		echo "PASS $BACKEND $name$(sed -n 's/^note: / (/p' "$WORK/step.out" | tail -1 | sed 's/$/)/')"
 		PASSED=$((PASSED + 1))
 	else
 		echo "FAIL $BACKEND $name"
@@ -228,10 +233,13 @@ s_configmaps() {
 }
 
 s_conflict() { # an update with a stale resourceVersion gets 409 Conflict
-	k create configmap cm2 -n demo --from-literal=a=1 >/dev/null &&
-		local old && old=$(k get configmap cm2 -n demo -o json) &&
-		k patch configmap cm2 -n demo -p '{"data":{"a":"2"}}' >/dev/null &&
-		echo "$old" | k replace -f - 2>&1 | grep -q -i conflict
+	local old out
+	k create configmap cm2 -n demo --from-literal=a=1 >/dev/null || return 1
+	old=$(k get configmap cm2 -n demo -o json) || return 1
+	k patch configmap cm2 -n demo -p '{"data":{"a":"2"}}' >/dev/null || return 1
+	out=$(echo "$old" | k replace -f - 2>&1) && { echo "stale replace succeeded: $out"; return 1; }
+	echo "$out"
+	echo "$out" | grep -q "the object has been modified"
 }
 
 s_secrets() {
@@ -287,19 +295,43 @@ EOF
 	local t0=$SECONDS
 	eventually $((EVENT_TTL + 60)) sh -c "! '$KUBEBIN/kubectl' --kubeconfig '$WORK/kubeconfig' get event ttl-test -n demo >/dev/null 2>&1" ||
 		{ echo "event still there after $((SECONDS - t0)) s"; return 1; }
-	echo "event gone after $((SECONDS - t0)) s"
+	echo "note: gone after $((SECONDS - t0)) s"
 }
 
 s_restart() {
 	stop_backend
 	sleep 2
 	start_backend "$BACKEND" || { echo "backend did not restart"; return 1; }
+	local t0=$SECONDS
 	wait_ready 90 || return 1
+	echo "note: apiserver ready again after $((SECONDS - t0)) s"
 	[ "$(k get configmap chunk-17 -n demo -o jsonpath='{.data.i}')" = 17 ] || { echo "data lost"; return 1; }
 	k create configmap after-restart -n demo --from-literal=a=1 >/dev/null || return 1
-	# the kubectl watch opened before the restart (served by the apiserver's watch cache) sees it
-	eventually 30 grep -q 'ADDED.*after-restart' "$WORK/watch-$BACKEND.out" || { echo "watch opened before the restart did not see the new configmap"; return 1; }
 	kill -0 "$APISERVER_PID"
+}
+
+s_watch_across_restart() {
+	# The kubectl watch opened before the restart (served by the apiserver's watch cache) sees a
+	# change made after it; or, if the apiserver ended that watch (as it does when its own etcd
+	# watch fails: a client then re-lists and re-watches), a new watch sees the next change.
+	local t0=$SECONDS
+	if eventually 30 grep -q 'ADDED.*after-restart' "$WORK/watch-$BACKEND.out"; then
+		echo "note: the watch opened before the restart saw it after $((SECONDS - t0)) s"
+		return 0
+	fi
+	kill -0 "$WATCH_PID" 2>/dev/null && { echo "the watch opened before the restart is open but missed the change"; return 1; }
+	k get configmaps -n demo -w --output-watch-events >"$WORK/watch2-$BACKEND.out" 2>&1 &
+	local pid=$!
+	PIDS+=("$pid")
+	sleep 2
+	k create configmap after-rewatch -n demo --from-literal=a=1 >/dev/null || return 1
+	eventually 30 grep -q 'ADDED.*after-rewatch' "$WORK/watch2-$BACKEND.out" || { echo "a new watch did not see the next change"; return 1; }
+	kill "$pid" 2>/dev/null
+	echo "note: the apiserver ended the watch opened before the restart; a new watch works"
+}
+
+s_backend_log_clean() { # the backend neither panicked nor crashed, across both of its runs
+	! grep -a -B2 -A12 '^panic:' "$WORK/$BACKEND.log"
 }
 
 run_backend() { # ignetcd|etcd
@@ -321,10 +353,12 @@ run_backend() { # ignetcd|etcd
 	step "list-chunk-size" s_chunked_list
 	step "event-ttl-expires" s_event_ttl
 	step "restart-backend" s_restart
+	step "watch-across-restart" s_watch_across_restart
 	log "$BACKEND: stopping"
 	kill "$WATCH_PID" "$APISERVER_PID" 2>/dev/null
 	wait "$APISERVER_PID" 2>/dev/null
 	stop_backend
+	step "backend-log-clean" s_backend_log_clean
 }
 
 main() {
