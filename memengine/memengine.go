@@ -28,7 +28,8 @@ type Engine struct {
 
 	// subsMu orders deliveries: a commit's puts are handed to subscribers
 	// before the next commit's, which keeps the in-memory engine's feed
-	// in commit order (Ignite gives no such promise; the feed copes either way).
+	// in commit order (Ignite gives no such promise; the feed copes either
+	// way). It is only ever taken after mu, never the other way round.
 	subsMu sync.Mutex
 	subs   map[string]map[*subscription]struct{}
 }
@@ -305,8 +306,9 @@ func (t *txn) Commit(ctx context.Context) error {
 		tbl[lk.key] = *w
 		puts = append(puts, put{lk.table, []byte(lk.key), *w})
 	}
-	// Deliveries are ordered before the locks are released, so the next
-	// commit on the same keys is delivered after this one.
+	// Locks are always taken in the order mu, then subsMu. subsMu is taken
+	// before mu is let go, so the next commit delivers after this one.
+	t.releaseLocked()
 	t.e.subsMu.Lock()
 	t.e.mu.Unlock()
 	for _, p := range puts {
@@ -314,9 +316,6 @@ func (t *txn) Commit(ctx context.Context) error {
 			s.onPut(p.key, p.value)
 		}
 	}
-	t.e.mu.Lock()
-	t.releaseLocked()
-	t.e.mu.Unlock()
 	t.e.subsMu.Unlock()
 	return nil
 }
