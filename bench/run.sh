@@ -307,6 +307,7 @@ run_workload() { # TARGET WORKLOAD
 run_target() {
 	local t=$1 w
 	log "target $t"
+	LOADS="${LOADS:+$LOADS, }$t $(cut -d' ' -f1 /proc/loadavg)"
 	if ! start_target "$t" "$t"; then
 		for w in "${WORKLOADS[@]}"; do NOTE[$w,$t]="server did not start (see $t.log)"; done
 		stop_target
@@ -368,7 +369,7 @@ measure_memory() {
 			[[ $engine == ignite ]] && what="ignetcd, Ignite engine (frontend only; data in the Ignite process)"
 			mem_row "| $what | $MEM_KEYS | $keys_s | $rss | $heap |"
 		else
-			mem_row "| ignetcd, $engine engine | $MEM_KEYS | failed/timeout: $(grep -v '^{' "$LOGS/mem-ignetcd-$engine.txt" | tail -1 | cut -c1-100) | | |"
+			mem_row "| ignetcd, $engine engine | $MEM_KEYS | failed: $(grep '^benchload: ' "$LOGS/mem-ignetcd-$engine.txt" | tail -1 | cut -c12-140) (log: mem-ignetcd-$engine.txt) | | |"
 		fi
 		stop_ignite
 	done
@@ -395,11 +396,11 @@ table() {
 }
 
 machine() {
-	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- date: $STARTED to $(date -u '+%H:%M UTC')"
 	echo "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)), kernel $(uname -r); etcd data dir on $(stat -f -c %T "$WORK") ($WORK)"
 	echo "- memory (\`free -h\`): $(free -h | awk '/^Mem:/ {print "total " $2 ", used " $3 ", available " $7}')"
 	echo "- $(go version)"
-	echo "- load average: before $LOAD_BEFORE; after $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- load average (1/5/15 min): at start $LOAD_BEFORE; at the end $(cut -d' ' -f1-3 /proc/loadavg); 1-min when each target started: ${LOADS:-}"
 	echo "- command: \`$INVOCATION\` (in the repository root)"
 	echo "- ignetcd: built from the $SOURCE"
 	echo "- etcd: $("$ETCD_BIN" --version | head -1); benchmark tool: $BENCHMARK_VERSION"
@@ -451,6 +452,7 @@ write_doc() {
 
 # ---------------------------------------------------------------- main
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u '+%Y-%m-%d %H:%M')
 log "work dir $WORK; load average $LOAD_BEFORE"
 build_tools
 for t in $TARGETS; do run_target "$t"; done

@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/ignetcd/ignetcd/embed"
 )
@@ -64,11 +66,13 @@ func usage() {
 }
 
 type loadOpts struct {
-	prefix              string
-	keys, valSize       int
-	opsPerTxn, workers  int
-	timeout, reqTimeout time.Duration
+	prefix                     string
+	keys, valSize              int
+	opsPerTxn, workers         int
+	timeout, reqTimeout, stall time.Duration
 }
+
+var errStalled = errors.New("load stalled")
 
 func (o *loadOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.prefix, "prefix", "/bench/k/", "key prefix; keys are prefix%08d")
@@ -77,6 +81,7 @@ func (o *loadOpts) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.opsPerTxn, "ops-per-txn", 100, "puts per Txn (etcd's --max-txn-ops is 128)")
 	fs.IntVar(&o.workers, "workers", 8, "concurrent writers")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	fs.DurationVar(&o.stall, "stall", 60*time.Second, "give up when no Txn completed for this long (0: never)")
 	fs.DurationVar(&o.reqTimeout, "request-timeout", 30*time.Second, "give up on one Txn after this long")
 }
 
@@ -90,7 +95,7 @@ func loadCmd(args []string) error {
 }
 
 func load(endpoints []string, o loadOpts) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: nil})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return err
 	}
@@ -106,15 +111,25 @@ func load(endpoints []string, o loadOpts) error {
 	var next, done atomic.Int64
 	stopProgress := make(chan struct{})
 	defer close(stopProgress)
+	stalled := make(chan int64, 1)
 	go func() {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
+		last, lastMoved := int64(-1), time.Now()
 		for {
 			select {
 			case <-stopProgress:
 				return
-			case <-t.C:
-				fmt.Fprintf(os.Stderr, "benchload: %d/%d keys after %v\n", done.Load(), o.keys, time.Since(start).Round(time.Second))
+			case now := <-t.C:
+				n := done.Load()
+				fmt.Fprintf(os.Stderr, "benchload: %d/%d keys after %v\n", n, o.keys, time.Since(start).Round(time.Second))
+				if n != last {
+					last, lastMoved = n, now
+				} else if o.stall > 0 && now.Sub(lastMoved) >= o.stall {
+					stalled <- n
+					cancel()
+					return
+				}
 			}
 		}
 	}()
@@ -155,6 +170,11 @@ func load(endpoints []string, o loadOpts) error {
 	}
 	wg.Wait()
 	close(errs)
+	select {
+	case n := <-stalled:
+		return fmt.Errorf("%w: no progress for %v at %d/%d keys", errStalled, o.stall, n, o.keys)
+	default:
+	}
 	if err := <-errs; err != nil {
 		return err
 	}
@@ -220,7 +240,11 @@ func memCmd(args []string) error {
 	}
 	heap0, rss0 := measure()
 	if err := load(node.Endpoints(), o); err != nil {
-		return err
+		// The node may be wedged; show where, and do not wait for Close.
+		fmt.Fprintf(os.Stderr, "benchload: %v\nbenchload: goroutines of the in-process node:\n", err)
+		pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		fmt.Fprintf(os.Stderr, "benchload: %v\n", err)
+		os.Exit(1)
 	}
 	heap1, rss1 := measure()
 	n := float64(o.keys)
