@@ -21,9 +21,9 @@ import (
 // operation must end with a result or an error; nothing may panic or hang.
 func FuzzServerReplies(f *testing.F) {
 	hexes := []string{
-		"0c03000000010203",                           // byte[] value
-		"65",                                         // null
-		"01000000" + "0c0100000061" + "0c0100000062", // one entry
+		"0c03000000010203", // byte[] value
+		"65",               // null
+		"01000000" + "0c0100000061" + "0c0100000062",                             // one entry
 		"0100000000000000" + "01000000" + "0c0100000061" + "0c0100000062" + "00", // scan page
 		"01000000" + "0c0100000061" + "65" + "0c0100000062" + "00",               // CQ event
 		"2a000000", // tx id
