@@ -56,8 +56,8 @@ type node struct {
 
 type counters struct {
 	ops, errs, watchOpens, watchEvents, leases, clientsOpened atomic.Int64
-	activeWatches                                            atomic.Int64
-	revision                                                 atomic.Int64
+	activeWatches                                             atomic.Int64
+	revision                                                  atomic.Int64
 }
 
 func main() {
