@@ -60,6 +60,7 @@ var robustScenarios = []robustScenario{
 	{name: "feed-lost", kind: "ignite", double: true, fault: faultFeedLost},
 	{name: "notify-delay-reorder", kind: "ignite", double: true, fault: faultNotifications},
 	{name: "double-restart", kind: "ignite", double: true, fault: faultDoubleRestart},
+	{name: "mixed", kind: "ignite", double: true, fault: faultMixed},
 }
 
 // robustRound bounds one checked history: a longer -robust.duration runs
@@ -200,6 +201,18 @@ func faultDoubleRestart(ctx context.Context, h *robustHarness, rng *rand.Rand) {
 		if err := d.Restart(); err != nil {
 			h.violation("restarting the double: %v", err)
 		}
+	}
+}
+
+// faultMixed runs the other scenarios' faults in turn, each for a random
+// slice of the run, so that they overlap with each other's aftermath.
+func faultMixed(ctx context.Context, h *robustHarness, rng *rand.Rand) {
+	all := []func(context.Context, *robustHarness, *rand.Rand){faultFrontendRestart, faultDropMidTxn,
+		faultDropAtCommit, faultFailCommit, faultFeedLost, faultNotifications, faultDoubleRestart}
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithTimeout(ctx, randDur(rng, 300*time.Millisecond, 900*time.Millisecond))
+		all[rng.Intn(len(all))](sctx, h, rng)
+		cancel()
 	}
 }
 
@@ -424,9 +437,9 @@ func runRobust(t *testing.T, env *testEnv, sc robustScenario, seed int64, dur ti
 			endReasons[k] += n
 		}
 	}
-	t.Logf("ROBUST %s: seed %d, %v: %d ops (%d writes: %d acked, %d unknown of which %d applied per watch, %d not applied, %d left open; %d reads), %d revisions, %d faults, %d frontend restarts; watch: %d events/frontend, %d reopens, %d progress notifications, %d short watches; linearizability %s in %v",
+	t.Logf("ROBUST %s: seed %d, %v: %d ops (%d writes: %d acked, %d unknown of which %d applied per watch, %d not applied, %d left open; %d reads), %d revisions, compacted to %d, %d faults, %d frontend restarts; watch: %d events/frontend, %d reopens, %d progress notifications, %d short watches; linearizability %s in %v",
 		sc.name, seed, dur, len(ops), stats.writes, stats.ackedWrites, stats.unknown, stats.appliedUnknown, stats.droppedUnknown, stats.openUnknown, stats.reads,
-		final-1, h.faults.Load(), h.restarts, len(ref), reopens, progress, len(shorts), verdict, took.Round(time.Millisecond))
+		final-1, h.compacted.Load(), h.faults.Load(), h.restarts, len(ref), reopens, progress, len(shorts), verdict, took.Round(time.Millisecond))
 	if len(errs) > 0 {
 		t.Logf("  client errors: %s", strings.Join(errs, "; "))
 	}
