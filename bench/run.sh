@@ -301,30 +301,54 @@ run_workload() { # TARGET WORKLOAD
 		NOTE[$w,$t]="failed (exit $rc): $(grep -v 'INFO: \[core\]' "$LOGS/$1.$2.stderr" | tail -1 | cut -c1-120)"
 	fi
 	((errs > 0)) && NOTE[$w,$t]="${NOTE[$w,$t]:+${NOTE[$w,$t]}; }$errs errors"
-	log "  $w: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms ${NOTE[$w,$t]}"
+	log "  $t: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms ${NOTE[$w,$t]}"
 }
 
-run_target() {
+# All targets run side by side (idle ones cost next to nothing) and each workload is run against
+# every target in turn, so that load from elsewhere on the machine spreads over the targets of a
+# workload instead of landing on whichever target happened to run last.
+declare -A EPS TPIDS IGPIDS UP
+setup_target() {
 	local t=$1 w
-	log "target $t"
-	LOADS="${LOADS:+$LOADS, }$t $(cut -d' ' -f1 /proc/loadavg)"
+	UP[$t]=0
+	log "starting $t"
 	if ! start_target "$t" "$t"; then
 		for w in "${WORKLOADS[@]}"; do NOTE[$w,$t]="server did not start (see $t.log)"; done
 		stop_target
 		return
 	fi
+	EPS[$t]=$EP TPIDS[$t]=$TPID IGPIDS[$t]=$IGNITE_PID UP[$t]=1
+	IGNITE_PID=""
 	if ! "$BIN/benchload" load -endpoints "$EP" -prefix "$RANGE_PREFIX" -keys 1000 -val-size "$VAL_SIZE" \
 		-request-timeout 60s -timeout 300s >"$LOGS/$t.load-range.txt" 2>&1; then
-		log "  loading the 1000 range keys failed: $(tail -1 "$LOGS/$t.load-range.txt")"
+		log "  loading the 1000 range keys into $t failed: $(tail -1 "$LOGS/$t.load-range.txt")"
 	fi
+}
+teardown_target() {
+	local t=$1
+	[[ -n ${TPIDS[$t]:-} ]] && stop_pid "${TPIDS[$t]}"
+	[[ -n ${IGPIDS[$t]:-} ]] && stop_pid "${IGPIDS[$t]}"
+	UP[$t]=0
+}
+run_all() {
+	local t w
+	for t in $TARGETS; do setup_target "$t"; done
 	for w in "${WORKLOADS[@]}"; do
-		if ! kill -0 "$TPID" 2>/dev/null; then
-			NOTE[$w,$t]="server exited (see $t.log)"
-			continue
-		fi
-		run_workload "$t" "$w"
+		LOADS="${LOADS:+$LOADS, }$w $(cut -d' ' -f1 /proc/loadavg)"
+		log "$w"
+		for t in $TARGETS; do
+			[[ ${UP[$t]} == 1 ]] || continue
+			if ! kill -0 "${TPIDS[$t]}" 2>/dev/null; then
+				log "  $t exited; see $LOGS/$t.log"
+				UP[$t]=0
+				NOTE[$w,$t]="server exited (see $t.log)"
+				continue
+			fi
+			EP=${EPS[$t]}
+			run_workload "$t" "$w"
+		done
 	done
-	stop_target
+	for t in $TARGETS; do teardown_target "$t"; done
 }
 
 # ---------------------------------------------------------------- memory per key
@@ -400,10 +424,11 @@ machine() {
 	echo "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)), kernel $(uname -r); etcd data dir on $(stat -f -c %T "$WORK") ($WORK)"
 	echo "- memory (\`free -h\`): $(free -h | awk '/^Mem:/ {print "total " $2 ", used " $3 ", available " $7}')"
 	echo "- $(go version)"
-	echo "- load average (1/5/15 min): at start $LOAD_BEFORE; at the end $(cut -d' ' -f1-3 /proc/loadavg); 1-min when each target started: ${LOADS:-}"
+	echo "- load average (1/5/15 min): at start $LOAD_BEFORE; at the end $(cut -d' ' -f1-3 /proc/loadavg); 1-min when each workload started: ${LOADS:-}"
 	echo "- command: \`$INVOCATION\` (in the repository root)"
 	echo "- ignetcd: built from the $SOURCE"
 	echo "- etcd: $("$ETCD_BIN" --version | head -1); benchmark tool: $BENCHMARK_VERSION"
+	echo "- targets run side by side; each workload ran against each target in turn, in the order of the table"
 	echo "- per workload: $TOTAL requests, $CLIENTS clients over $CONNS gRPC connections, $VAL_SIZE B values;" \
 		"watch-latency: $WATCH_PUTS puts at $WATCH_RATE/s, 10 streams x 10 watchers (10 clients)"
 }
@@ -455,7 +480,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED=$(date -u '+%Y-%m-%d %H:%M')
 log "work dir $WORK; load average $LOAD_BEFORE"
 build_tools
-for t in $TARGETS; do run_target "$t"; done
+run_all
 if [[ $MEM == 1 ]]; then measure_memory; fi
 BODY=$(report)
 echo
