@@ -11,7 +11,8 @@
 #   bench/run.sh              full run (~10 min on 2 cores), writes the results into docs/performance.md
 #   QUICK=1 bench/run.sh      smoke run (~2 min), stdout only
 #
-# Knobs (environment): TOTAL (requests per workload, 20000; QUICK 2000), CLIENTS (100), CONNS (10),
+# Knobs (environment): TOTAL (requests per workload, 20000; QUICK 2000), ROUNDS (3, the table shows
+# medians; QUICK 1), CLIENTS (100), CONNS (10),
 # WATCH_PUTS (1000 at 100/s; QUICK 200), RUN_TIMEOUT (seconds per benchmark run, 180; QUICK 60),
 # TARGETS ("etcd etcd-nofsync ignetcd-mem ignetcd-ignite"; QUICK drops etcd-nofsync; "none": only MEM),
 # MEM (1; QUICK 0), MEM_KEYS (1000000), MEM_VAL (100), MEM_TIMEOUT (900),
@@ -31,16 +32,17 @@ ETCD_VERSION=v3.6.16
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 INVOCATION="$0${*:+ $*}"
-for v in QUICK TOTAL CLIENTS CONNS WATCH_PUTS RUN_TIMEOUT TARGETS MEM MEM_KEYS MEM_VAL MEM_TIMEOUT REV OUT IGNETCD_TEST_IGNITE; do
+for v in QUICK TOTAL ROUNDS CLIENTS CONNS WATCH_PUTS RUN_TIMEOUT TARGETS MEM MEM_KEYS MEM_VAL MEM_TIMEOUT REV OUT IGNETCD_TEST_IGNITE; do
 	[[ -n "${!v:-}" ]] && INVOCATION="$v=${!v} $INVOCATION"
 done
 
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-	TOTAL=${TOTAL:-2000} WATCH_PUTS=${WATCH_PUTS:-200} RUN_TIMEOUT=${RUN_TIMEOUT:-60} MEM=${MEM:-0}
+	TOTAL=${TOTAL:-2000} ROUNDS=${ROUNDS:-1} WATCH_PUTS=${WATCH_PUTS:-200} RUN_TIMEOUT=${RUN_TIMEOUT:-60} MEM=${MEM:-0}
 	TARGETS=${TARGETS:-"etcd ignetcd-mem ignetcd-ignite"} OUT=${OUT:--}
 fi
 TOTAL=${TOTAL:-20000}
+ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-100}
 CONNS=${CONNS:-10}
 VAL_SIZE=256
@@ -294,14 +296,20 @@ run_workload() { # TARGET WORKLOAD
 	rc=$?
 	local rps p50 p99 errs
 	read -r rps p50 p99 errs < <(parse "$f" "$section")
-	RPS[$w,$t]=$rps P50[$w,$t]=$p50 P99[$w,$t]=$p99 NOTE[$w,$t]=""
+	local note=""
 	if ((rc == 124 || rc == 137)); then
-		NOTE[$w,$t]="timeout after ${RUN_TIMEOUT}s"
+		note="timeout after ${RUN_TIMEOUT}s"
 	elif ((rc != 0)) || [[ $rps == - ]]; then
-		NOTE[$w,$t]="failed (exit $rc): $(grep -v 'INFO: \[core\]' "$LOGS/$1.$2.stderr" | tail -1 | cut -c1-120)"
+		note="failed (exit $rc): $(grep -v 'INFO: \[core\]' "$LOGS/$1.$2.stderr" | tail -1 | cut -c1-120)"
 	fi
-	((errs > 0)) && NOTE[$w,$t]="${NOTE[$w,$t]:+${NOTE[$w,$t]}; }$errs errors"
-	log "  $t: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms ${NOTE[$w,$t]}"
+	((errs > 0)) && note="${note:+$note; }$errs errors"
+	# One value per round; the table shows the median of each column.
+	if [[ -z $note && $rps != - ]]; then
+		RPS[$w,$t]="${RPS[$w,$t]:-} $rps" P50[$w,$t]="${P50[$w,$t]:-} $p50" P99[$w,$t]="${P99[$w,$t]:-} $p99"
+	fi
+	[[ -n $note ]] && NOTE[$w,$t]="${NOTE[$w,$t]:+${NOTE[$w,$t]}; }round $ROUND: $note"
+	cp "$f" "$LOGS/$1.$2.round$ROUND.txt"
+	log "  $t: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms $note"
 }
 
 # All targets run side by side (idle ones cost next to nothing) and each workload is run against
@@ -333,9 +341,10 @@ teardown_target() {
 run_all() {
 	local t w
 	for t in $TARGETS; do setup_target "$t"; done
+	for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+	LOADS="${LOADS:+$LOADS; }round $ROUND: $(cut -d' ' -f1 /proc/loadavg)"
 	for w in "${WORKLOADS[@]}"; do
-		LOADS="${LOADS:+$LOADS, }$w $(cut -d' ' -f1 /proc/loadavg)"
-		log "$w"
+		log "round $ROUND/$ROUNDS: $w"
 		for t in $TARGETS; do
 			[[ ${UP[$t]} == 1 ]] || continue
 			if ! kill -0 "${TPIDS[$t]}" 2>/dev/null; then
@@ -347,6 +356,7 @@ run_all() {
 			EP=${EPS[$t]}
 			run_workload "$t" "$w"
 		done
+	done
 	done
 	for t in $TARGETS; do teardown_target "$t"; done
 }
@@ -400,6 +410,10 @@ measure_memory() {
 }
 
 # ---------------------------------------------------------------- report
+median() { # VALUES... -> the median (mean of the middle two for an even count), or -
+	(($# == 0)) && { echo "-"; return; }
+	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print (m == int(m) ? m : sprintf("%.2f", m))}'
+}
 fmt_ratio() { # A B -> A/B with two decimals, or -
 	[[ $1 == - || $2 == - || -z $1 || -z $2 ]] && { echo "-"; return; }
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
@@ -410,11 +424,13 @@ table() {
 	echo "|---|---|---:|---:|---:|---:|---:|---|"
 	for w in "${WORKLOADS[@]}"; do
 		for t in $TARGETS; do
-			local rps=${RPS[$w,$t]:--} rr pr
-			rr=$(fmt_ratio "$rps" "${RPS[$w,etcd]:--}")
-			pr=$(fmt_ratio "${P99[$w,$t]:--}" "${P99[$w,etcd]:--}")
+			local rps p50 p99 erps ep99 rr pr
+			rps=$(median ${RPS[$w,$t]:-}) p50=$(median ${P50[$w,$t]:-}) p99=$(median ${P99[$w,$t]:-})
+			erps=$(median ${RPS[$w,etcd]:-}) ep99=$(median ${P99[$w,etcd]:-})
+			rr=$(fmt_ratio "$rps" "$erps")
+			pr=$(fmt_ratio "$p99" "$ep99")
 			[[ $w == watch-latency ]] && rr="n/a"
-			echo "| $w | $t | $rps | ${P50[$w,$t]:--} | ${P99[$w,$t]:--} | $rr | $pr | ${NOTE[$w,$t]:-} |"
+			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | ${NOTE[$w,$t]:-} |"
 		done
 	done
 }
@@ -424,11 +440,12 @@ machine() {
 	echo "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)), kernel $(uname -r); etcd data dir on $(stat -f -c %T "$WORK") ($WORK)"
 	echo "- memory (\`free -h\`): $(free -h | awk '/^Mem:/ {print "total " $2 ", used " $3 ", available " $7}')"
 	echo "- $(go version)"
-	echo "- load average (1/5/15 min): at start $LOAD_BEFORE; at the end $(cut -d' ' -f1-3 /proc/loadavg); 1-min when each workload started: ${LOADS:-}"
+	echo "- load average (1/5/15 min): at start $LOAD_BEFORE; at the end $(cut -d' ' -f1-3 /proc/loadavg); 1-min at the start of each round: ${LOADS:-}"
 	echo "- command: \`$INVOCATION\` (in the repository root)"
 	echo "- ignetcd: built from the $SOURCE"
 	echo "- etcd: $("$ETCD_BIN" --version | head -1); benchmark tool: $BENCHMARK_VERSION"
-	echo "- targets run side by side; each workload ran against each target in turn, in the order of the table"
+	echo "- targets run side by side; each workload ran against each target in turn, in the order of the table;" \
+		"$ROUNDS round(s) of all workloads, each cell is the median over the rounds (every run's report is in the logs)"
 	echo "- per workload: $TOTAL requests, $CLIENTS clients over $CONNS gRPC connections, $VAL_SIZE B values;" \
 		"watch-latency: $WATCH_PUTS puts at $WATCH_RATE/s, 10 streams x 10 watchers (10 clients)"
 }
