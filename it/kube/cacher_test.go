@@ -179,7 +179,7 @@ func noStorageCalls(*testing.T, uint64, uint64) {}
 
 // cacherTest wires one upstream cacher test that needs nothing but the delegator.
 func cacherTest(t *testing.T, run func(context.Context, *testing.T, storage.Interface), opts ...cacherSetupOption) {
-	eachEngine(t, func(t *testing.T, env *testEnv) {
+	eachEngineOf(t, cacherEngines, func(t *testing.T, env *testEnv) {
 		ctx, d, _ := cacherSetup(t, env, opts...)
 		run(ctx, t, d)
 	})
@@ -242,20 +242,20 @@ func TestCacherLists(t *testing.T) {
 				}
 				if !listFromCacheSnapshot {
 					t.Run("List", func(t *testing.T) {
-						eachEngine(t, func(t *testing.T, env *testEnv) {
+						eachEngineOf(t, cacherEngines, func(t *testing.T, env *testEnv) {
 							ctx, d, client := cacherSetup(t, env)
 							storagetesting.RunTestList(ctx, t, d, compactEtcd(client), true, client.Kubernetes.(*storagetesting.KubernetesRecorder))
 						})
 					})
 				}
 				t.Run("ConsistentList", func(t *testing.T) {
-					eachEngine(t, func(t *testing.T, env *testEnv) {
+					eachEngineOf(t, cacherEngines, func(t *testing.T, env *testEnv) {
 						ctx, d, client := cacherSetup(t, env)
 						storagetesting.RunTestConsistentList(ctx, t, d, increaseRV(client.Client), true, consistentRead, listFromCacheSnapshot)
 					})
 				})
 				t.Run("GetListNonRecursive", func(t *testing.T) {
-					eachEngine(t, func(t *testing.T, env *testEnv) {
+					eachEngineOf(t, cacherEngines, func(t *testing.T, env *testEnv) {
 						ctx, d, client := cacherSetup(t, env)
 						storagetesting.RunTestGetListNonRecursive(ctx, t, increaseRV(client.Client), d)
 					})
@@ -360,20 +360,19 @@ func TestCacherSendInitialEventsBackwardCompatibility(t *testing.T) {
 }
 
 func TestCacherWatchSemantics(t *testing.T) {
-	eachEngine(t, func(t *testing.T, env *testEnv) {
+	eachEngineOf(t, cacherEngines, func(t *testing.T, env *testEnv) {
 		storagetesting.RunWatchSemantics(context.TODO(), t, cacherWithCreateWrapper(t, env))
 	})
 }
 
 func TestCacherWatchSemanticInitialEventsExtended(t *testing.T) {
-	eachEngine(t, func(t *testing.T, env *testEnv) {
+	eachEngineOf(t, cacherEngines, func(t *testing.T, env *testEnv) {
 		storagetesting.RunWatchSemanticInitialEventsExtended(context.TODO(), t, cacherWithCreateWrapper(t, env))
 	})
 }
 
 func TestCacherWatchListMatchSingle(t *testing.T) {
-	eachEngine(t, func(t *testing.T, env *testEnv) {
+	eachEngineOf(t, cacherEngines, func(t *testing.T, env *testEnv) {
 		storagetesting.RunWatchListMatchSingle(context.TODO(), t, cacherWithCreateWrapper(t, env))
 	})
 }
-
