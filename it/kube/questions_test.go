@@ -18,6 +18,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/apiserver/pkg/apis/example"
 	"k8s.io/apiserver/pkg/storage"
@@ -479,5 +480,35 @@ func TestLeaseUses(t *testing.T) {
 				t.Errorf("current RV %d after expiry at %d", cur, delRV)
 			}
 		})
+	})
+}
+
+// TestStatusAsApiserverReadsIt: kube-apiserver's feature checker
+// (storage/feature: endpointSupportsRequestWatchProgress) enables consistent
+// reads from its cache and streaming lists only when Maintenance.Status's
+// version parses as semver >= 3.5.13; its storage-size metrics read DbSize.
+func TestStatusAsApiserverReadsIt(t *testing.T) {
+	eachEngine(t, func(t *testing.T, env *testEnv) {
+		ctx, s, c := testSetup(t, env)
+		if err := s.Create(ctx, podKey("ns", "p"), newTestPod("ns", "p"), &example.Pod{}, 0); err != nil {
+			t.Fatal(err)
+		}
+		for _, ep := range c.Endpoints() {
+			resp, err := c.Status(ctx, ep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := utilversion.ParseSemantic(resp.Version)
+			if err != nil {
+				t.Fatalf("Status version %q is not semver: %v (apiserver would disable RequestWatchProgress)", resp.Version, err)
+			}
+			if v.LessThan(utilversion.MustParseSemantic("3.5.13")) {
+				t.Fatalf("Status version %s < 3.5.13: apiserver would disable RequestWatchProgress", v)
+			}
+			if resp.DbSize <= 0 {
+				t.Errorf("Status DbSize = %d", resp.DbSize)
+			}
+			t.Logf("%s: version %s, dbSize %d", env.kind, resp.Version, resp.DbSize)
+		}
 	})
 }
