@@ -88,8 +88,9 @@ func (w *mainWatcher) once(ctx context.Context) {
 	// Progress requests go to the stream of the same metadata.
 	done := make(chan struct{})
 	defer close(done)
+	every := time.Duration(50+w.rng.Intn(100)) * time.Millisecond
 	go func() {
-		t := time.NewTicker(time.Duration(50+w.rng.Intn(100)) * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
