@@ -72,9 +72,6 @@ const robustRound = 20 * time.Second
 func TestRobust(t *testing.T) {
 	for _, sc := range robustScenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			if sc.kind == "memory" {
-				skipBug(t, "BUG: two concurrent commits deadlock the memory engine (TestRobustBugMemengineCommitDeadlock)")
-			}
 			seed := *robustSeed
 			if seed == 0 {
 				seed = time.Now().UnixNano() % 1_000_000_007
