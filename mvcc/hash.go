@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"hash/crc32"
@@ -52,10 +53,10 @@ func (s *Store) HashKV(ctx context.Context, rev int64) (hash uint32, cur, compac
 	})
 	s.mu.RUnlock()
 	slices.SortFunc(all, func(a, b entry) int {
-		if c := cmpInt64(a.v.kv.ModRevision, b.v.kv.ModRevision); c != 0 {
+		if c := cmp.Compare(a.v.kv.ModRevision, b.v.kv.ModRevision); c != 0 {
 			return c
 		}
-		return cmpInt64(int64(a.v.sub), int64(b.v.sub))
+		return cmp.Compare(int64(a.v.sub), int64(b.v.sub))
 	})
 	anyKept := false
 	for _, e := range all {

@@ -2,51 +2,51 @@ package mvcc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// Put applies an etcd PutRequest.
-func (s *Store) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	var resp *pb.PutResponse
-	v, err := s.update(ctx, false, func(v *txnView) error {
-		// A plain Put looks up its lease before anything else (etcd's
-		// txn.Put); inside a Txn, checkPut tests ignore_* first.
-		if r.Lease != 0 {
-			ok, err := v.leaseExists(r.Lease)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return ErrLeaseNotFound
-			}
-		}
+// write runs exec as one request of the node's writer and, once its group
+// has committed, lets this node's view catch up with it.
+func write[R any](ctx context.Context, s *Store, solo bool, exec func(v *txnView) (R, error)) (R, error) {
+	var resp R
+	v, err := s.update(ctx, solo, func(v *txnView) error {
 		var err error
-		resp, err = v.execPut(r)
+		resp, err = exec(v)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		var none R
+		return none, err
 	}
 	s.afterWrite(ctx, v)
 	return resp, nil
 }
 
+// Put applies an etcd PutRequest.
+func (s *Store) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	return write(ctx, s, false, func(v *txnView) (*pb.PutResponse, error) {
+		// A plain Put looks up its lease before anything else (etcd's
+		// txn.Put); inside a Txn, checkPut tests ignore_* first.
+		if r.Lease != 0 {
+			ok, err := v.leaseExists(r.Lease)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, ErrLeaseNotFound
+			}
+		}
+		return v.execPut(r)
+	})
+}
+
 // DeleteRange applies an etcd DeleteRangeRequest.
 func (s *Store) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	var resp *pb.DeleteRangeResponse
-	v, err := s.update(ctx, false, func(v *txnView) error {
-		var err error
-		resp, err = v.execDeleteRange(r)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.afterWrite(ctx, v)
-	return resp, nil
+	return write(ctx, s, false, func(v *txnView) (*pb.DeleteRangeResponse, error) { return v.execDeleteRange(r) })
 }
 
 // Txn applies an etcd TxnRequest. A request without writes in either branch
@@ -55,17 +55,7 @@ func (s *Store) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, err
 	if isTxnReadOnly(r) {
 		return s.readOnlyTxn(ctx, r)
 	}
-	var resp *pb.TxnResponse
-	v, err := s.update(ctx, hasHistoricalRange(r), func(v *txnView) error {
-		var err error
-		resp, err = v.execTxn(r)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.afterWrite(ctx, v)
-	return resp, nil
+	return write(ctx, s, hasHistoricalRange(r), func(v *txnView) (*pb.TxnResponse, error) { return v.execTxn(r) })
 }
 
 func (s *Store) readOnlyTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
@@ -261,13 +251,13 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	case pb.Compare_VALUE:
 		result = bytes.Compare(kv.Value, c.GetValue())
 	case pb.Compare_CREATE:
-		result = cmpInt64(kv.CreateRevision, c.GetCreateRevision())
+		result = cmp.Compare(kv.CreateRevision, c.GetCreateRevision())
 	case pb.Compare_MOD:
-		result = cmpInt64(kv.ModRevision, c.GetModRevision())
+		result = cmp.Compare(kv.ModRevision, c.GetModRevision())
 	case pb.Compare_VERSION:
-		result = cmpInt64(kv.Version, c.GetVersion())
+		result = cmp.Compare(kv.Version, c.GetVersion())
 	case pb.Compare_LEASE:
-		result = cmpInt64(kv.Lease, c.GetLease())
+		result = cmp.Compare(kv.Lease, c.GetLease())
 	}
 	switch c.Result {
 	case pb.Compare_EQUAL:
@@ -280,16 +270,6 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 		return result < 0
 	}
 	return true
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // checkTxn validates the chosen path against the pre-request state: range
