@@ -5,9 +5,6 @@ package it
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,11 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ignetcd/ignetcd/embed"
-	ignclient "github.com/ignetcd/ignetcd/ignite/client"
-	"github.com/ignetcd/ignetcd/ignite/engine"
 	"github.com/ignetcd/ignetcd/ignite/ignitetest"
-	"github.com/ignetcd/ignetcd/memengine"
-	"github.com/ignetcd/ignetcd/mvcc"
+	"github.com/ignetcd/ignetcd/it/itenv"
 )
 
 // nodeOptions tune a test node.
@@ -29,19 +23,14 @@ type nodeOptions struct {
 	cfg  func(*embed.Config)
 }
 
-// testEnv is one storage backend the suite runs on: the in-memory engine,
-// or Ignite (the ignitetest double, or the real cluster named by
-// IGNETCD_TEST_IGNITE). Nodes started in one env share its keyspace, as
-// several ignetcd processes share one Ignite cluster.
+// testEnv is one storage backend the suite runs on (itenv.Env), with the
+// field names the tests use.
 type testEnv struct {
-	kind   string // "memory" or "ignite"
+	*itenv.Env
+	kind   string
 	prefix string
-	mem    *memengine.Engine
-	ignite []string
 	double *ignitetest.Server // nil on a real cluster
 }
-
-var envSeq atomic.Int64
 
 // eachEngine runs fn once per engine, as subtests named for the engine.
 func eachEngine(t *testing.T, fn func(t *testing.T, env *testEnv)) {
@@ -51,69 +40,21 @@ func eachEngine(t *testing.T, fn func(t *testing.T, env *testEnv)) {
 }
 
 func newEnv(t *testing.T, kind string) *testEnv {
-	env := &testEnv{kind: kind, prefix: fmt.Sprintf("it-%d-%d-", time.Now().UnixNano(), envSeq.Add(1))}
-	switch kind {
-	case "memory":
-		env.mem = memengine.New()
-		t.Cleanup(func() { env.mem.Close() })
-	case "ignite":
-		env.ignite, env.double = ignitetest.Endpoints(t, ignitetest.Options{})
-	}
-	return env
+	e := itenv.New(t, kind, "it")
+	return &testEnv{Env: e, kind: e.Kind, prefix: e.Prefix, double: e.Double}
 }
 
-// engine returns the engine a new node of this env uses: the shared
-// in-memory engine, or a new Ignite engine (connections of its own).
-func (env *testEnv) engine(t testing.TB) mvcc.Engine {
-	if env.kind == "memory" {
-		return env.mem
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	e, err := engine.Open(ctx, engine.Config{Client: ignclient.Config{Endpoints: env.ignite}})
-	if err != nil {
-		t.Fatalf("opening the Ignite engine: %v", err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
-}
+// testLogger logs errors of the node under test to the test log.
+func testLogger(t testing.TB) zerolog.Logger { return itenv.Logger(t) }
 
-// testLogger logs errors of the node under test to the test log (all of
-// it with IGNETCD_TEST_LOG=1).
-func testLogger(t testing.TB) zerolog.Logger {
-	if os.Getenv("IGNETCD_TEST_LOG") != "" {
-		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
-	}
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-}
-
-// startNode starts an ignetcd node of env on a free loopback port, stopped
-// at the end of the test.
+// startNode starts an ignetcd node of env, stopped at the end of the test.
 func (env *testEnv) startNode(t testing.TB, o nodeOptions) *embed.Node {
 	t.Helper()
 	name := o.name
 	if name == "" {
 		name = "it"
 	}
-	cfg := embed.Config{
-		Name:             name,
-		ListenClientURLs: []string{"http://127.0.0.1:0"},
-		Engine:           env.engine(t),
-		Prefix:           env.prefix,
-		Logger:           testLogger(t),
-		Store:            mvcc.Config{PollInterval: 20 * time.Millisecond, LeaseCheckInterval: 100 * time.Millisecond},
-	}
-	if o.cfg != nil {
-		o.cfg(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := embed.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("starting ignetcd: %v", err)
-	}
-	t.Cleanup(n.Close)
-	return n
+	return env.StartNode(t, name, o.cfg)
 }
 
 // newClient connects clientv3 to endpoints.

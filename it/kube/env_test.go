@@ -1,28 +1,17 @@
 package kube
 
-// The env helper is a copy of it/node_test.go's (test helpers of another
-// module are not importable): each test gets a fresh keyspace on the
-// in-memory engine or on Ignite (the ignitetest double, or the real cluster
-// named by IGNETCD_TEST_IGNITE), and an ignetcd node started in-process.
+// Each test gets a fresh keyspace on the in-memory engine or on Ignite (the
+// ignitetest double, or the real cluster named by IGNETCD_TEST_IGNITE) with
+// an ignetcd node started in-process (it/itenv), or a real etcd.
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/ignetcd/ignetcd/embed"
-	ignclient "github.com/ignetcd/ignetcd/ignite/client"
-	"github.com/ignetcd/ignetcd/ignite/engine"
-	"github.com/ignetcd/ignetcd/ignite/ignitetest"
 	"github.com/ignetcd/ignetcd/it/etcdbin"
-	"github.com/ignetcd/ignetcd/memengine"
-	"github.com/ignetcd/ignetcd/mvcc"
+	"github.com/ignetcd/ignetcd/it/itenv"
 )
 
 // nodeOptions tune a test node.
@@ -32,18 +21,13 @@ type nodeOptions struct {
 }
 
 // testEnv is one storage backend: the in-memory engine, Ignite, or, for
-// reference, a real etcd.
+// reference, a real etcd (then Env is nil).
 type testEnv struct {
-	kind   string // "memory", "ignite" or "etcd"
-	prefix string
-	mem    *memengine.Engine
-	ignite []string
-	double *ignitetest.Server // nil on a real cluster
-	etcd   string             // the etcd endpoint, once started
-	t      testing.TB         // the test the env lives as long as
+	*itenv.Env
+	kind string     // "memory", "ignite" or "etcd"
+	etcd string     // the etcd endpoint, once started
+	t    testing.TB // the test the env lives as long as
 }
-
-var envSeq atomic.Int64
 
 // engines are the backends every test runs on, as subtests named for them:
 // ignetcd on its in-memory engine, ignetcd on Ignite, and a real etcd
@@ -82,16 +66,9 @@ var cacherEngines = func() []string {
 }()
 
 func newEnv(t *testing.T, kind string) *testEnv {
-	env := &testEnv{kind: kind, prefix: fmt.Sprintf("kube-%d-%d-", time.Now().UnixNano(), envSeq.Add(1)), t: t}
-	switch kind {
-	case "memory":
-		env.mem = memengine.New()
-		t.Cleanup(func() { env.mem.Close() })
-	case "ignite":
-		env.ignite, env.double = ignitetest.Endpoints(t, ignitetest.Options{})
-	case "etcd":
-	default:
-		t.Fatalf("unknown engine %q (want memory, ignite or etcd)", kind)
+	env := &testEnv{kind: kind, t: t}
+	if kind != "etcd" {
+		env.Env = itenv.New(t, kind, "kube")
 	}
 	return env
 }
@@ -119,55 +96,12 @@ func (env *testEnv) endpoints(t testing.TB, cfg func(*embed.Config)) []string {
 	return []string{env.etcd}
 }
 
-// engine returns the engine a new node of this env uses.
-func (env *testEnv) engine(t testing.TB) mvcc.Engine {
-	if env.kind == "memory" {
-		return env.mem
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	e, err := engine.Open(ctx, engine.Config{Client: ignclient.Config{Endpoints: env.ignite}})
-	if err != nil {
-		t.Fatalf("opening the Ignite engine: %v", err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
-}
-
-// testLogger logs errors of the node under test to the test log (all of
-// it with IGNETCD_TEST_LOG=1).
-func testLogger(t testing.TB) zerolog.Logger {
-	if os.Getenv("IGNETCD_TEST_LOG") != "" {
-		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
-	}
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-}
-
-// startNode starts an ignetcd node of env on a free loopback port, stopped
-// at the end of the test.
+// startNode starts an ignetcd node of env, stopped at the end of the test.
 func (env *testEnv) startNode(t testing.TB, o nodeOptions) *embed.Node {
 	t.Helper()
 	name := o.name
 	if name == "" {
 		name = "kube"
 	}
-	cfg := embed.Config{
-		Name:             name,
-		ListenClientURLs: []string{"http://127.0.0.1:0"},
-		Engine:           env.engine(t),
-		Prefix:           env.prefix,
-		Logger:           testLogger(t),
-		Store:            mvcc.Config{PollInterval: 20 * time.Millisecond, LeaseCheckInterval: 100 * time.Millisecond},
-	}
-	if o.cfg != nil {
-		o.cfg(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := embed.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("starting ignetcd: %v", err)
-	}
-	t.Cleanup(n.Close)
-	return n
+	return env.StartNode(t, name, o.cfg)
 }
