@@ -379,9 +379,6 @@ func (v *txnView) execRange(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	cur := v.curRev()
 	end := rangeEnd(r.RangeEnd)
 	if r.Revision > 0 && r.Revision != cur {
-		if err := v.useIndex(); err != nil {
-			return nil, err
-		}
 		return v.s.rangeIndex(r, r.Revision, cur), nil
 	}
 	kvs, err := v.rangeNow(r.Key, end)

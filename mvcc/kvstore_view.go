@@ -11,14 +11,12 @@ import (
 // baseReader is the state a request starts from: for a write, the keyspace
 // at the counter its write group locked plus the effects of the requests
 // before it in the group (writeGroup); for a read-only txn, the index at a
-// fixed revision (indexReader).
+// fixed revision (indexReader). Either way the index holds every revision up
+// to the base's, so a txn's historical reads go to it directly.
 type baseReader interface {
 	get(key []byte) (*mvccpb.KeyValue, error)
 	// rangeKeys returns the live records of [key, end), by key.
 	rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error)
-	// useIndex makes the index usable for reads at revisions up to the
-	// base's revision (historical reads inside a txn).
-	useIndex() error
 	leaseExists(id int64) (bool, error)
 }
 
@@ -50,8 +48,6 @@ func (v *txnView) curRev() int64 {
 	}
 	return v.beginRev
 }
-
-func (v *txnView) useIndex() error { return v.base.useIndex() }
 
 // before returns key's record before this request (nil when absent).
 func (v *txnView) before(key []byte) (*mvccpb.KeyValue, error) { return v.base.get(key) }
@@ -182,8 +178,6 @@ func (r indexReader) rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error) {
 	kvs, _ := r.s.ix.rangeAt(key, end, r.rev, 0, false)
 	return kvs, nil
 }
-
-func (r indexReader) useIndex() error { return nil }
 
 func (r indexReader) leaseExists(int64) (bool, error) {
 	panic("mvcc: lease lookup in a read-only request") // only puts look leases up

@@ -131,9 +131,7 @@ func (s *Store) revoke(ctx context.Context, id int64, onlyExpired bool) (*txnVie
 				return nil
 			}
 		}
-		if err := v.useIndex(); err != nil {
-			return err
-		}
+
 		s.mu.RLock()
 		keys := s.ix.keysOfLease(id)
 		s.mu.RUnlock()

@@ -28,9 +28,10 @@ type Config struct {
 	LeaseCheckInterval time.Duration
 	// VoidRevisionAfter is how long a revision the counter has passed may
 	// stay absent from revlog before it is recorded as a revision without
-	// changes, so that the feed moves on (default 30 s). Only an engine
+	// changes, so that the feed moves on (default 3 s). Only an engine
 	// applying a transaction's counter write without the rest can cause
-	// that; it is logged as an error.
+	// that (its revlog write was then already done, inside the transaction
+	// that rolled back, so none can still arrive); it is logged as an error.
 	VoidRevisionAfter time.Duration
 	// MinLeaseTTL is the smallest TTL granted, in seconds (etcd's default
 	// configuration gives 2).
@@ -51,7 +52,7 @@ func (c *Config) setDefaults() {
 		c.LeaseCheckInterval = 500 * time.Millisecond
 	}
 	if c.VoidRevisionAfter == 0 {
-		c.VoidRevisionAfter = 30 * time.Second
+		c.VoidRevisionAfter = 3 * time.Second
 	}
 	if c.MinLeaseTTL == 0 {
 		c.MinLeaseTTL = 2
@@ -376,16 +377,15 @@ func (s *Store) waitFor(ctx context.Context, rev int64) error {
 }
 
 // applyCompaction drops index history and event log entries below rev once
-// the node has released rev; it returns what the index dropped.
-func (s *Store) applyCompaction(rev int64) []keyVersion {
+// the node has released rev.
+func (s *Store) applyCompaction(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if rev <= s.compactRev || rev > s.safePoint {
-		return nil
+		return
 	}
-	dropped := s.ix.compact(rev)
+	s.ix.compact(rev)
 	s.events.trimBefore(rev)
 	s.compactRev = rev
 	s.wakeLocked()
-	return dropped
 }

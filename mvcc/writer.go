@@ -27,6 +27,10 @@ const maxGroup = 256
 // groupTimeout bounds one group's engine transaction.
 const groupTimeout = 30 * time.Second
 
+// feedWaitLimit bounds how long a group waits for its node's feed to reach
+// the locked counter before it gives up (nothing applied, Unavailable).
+const feedWaitLimit = 2 * time.Second
+
 // writeReq is one request waiting for the writer.
 type writeReq struct {
 	ctx context.Context
@@ -167,8 +171,13 @@ func (s *Store) runGroup(group []*writeReq) {
 	// of a broken connection applied outside its transaction could have
 	// left a stale record there).
 	if !group[0].blind {
-		if err := s.waitFor(ctx, g.counter); err != nil {
-			finish(err)
+		// Bounded: if a revision below the counter never reaches revlog
+		// (feed.absent), its repair is a write too and must get the writer.
+		wctx, cancel := context.WithTimeout(ctx, feedWaitLimit)
+		err := s.waitFor(wctx, g.counter)
+		cancel()
+		if err != nil {
+			finish(fmt.Errorf("%w: this node's view has not reached revision %d: %v", ErrEngineUnavailable, g.counter, err))
 			return
 		}
 	}
@@ -251,9 +260,6 @@ func (g *writeGroup) rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error) {
 	g.s.mu.RUnlock()
 	return mergeOverlay(kvs, g.overlay, key, end), nil
 }
-
-// useIndex: the group waited for the index at its start.
-func (g *writeGroup) useIndex() error { return nil }
 
 // leaseExists reads (and locks) a lease record.
 func (g *writeGroup) leaseExists(id int64) (bool, error) {
