@@ -40,6 +40,23 @@ func leak(t *testing.T, eng *memengine.Engine, fn func(ctx context.Context, tx m
 	}
 }
 
+// newLeakStore opens a store on a fresh memory engine, and a context for
+// the test's requests.
+func newLeakStore(t *testing.T) (*memengine.Engine, *mvcc.Store, context.Context) {
+	eng := memengine.New()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return eng, openStore(t, eng), ctx
+}
+
+// historyKey12 is a history table key: revision and sub-revision.
+func historyKey12(rev int64, sub uint32) []byte {
+	h := make([]byte, 12)
+	binary.BigEndian.PutUint64(h, uint64(rev))
+	binary.BigEndian.PutUint32(h[8:], sub)
+	return h
+}
+
 func openStore(t *testing.T, eng mvcc.Engine) *mvcc.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -55,10 +72,7 @@ func openStore(t *testing.T, eng mvcc.Engine) *mvcc.Store {
 // revlog entry never arrived; the revision is recorded as empty and the
 // node serves on, with the next write at the next revision.
 func TestCounterWithoutRevlogIsVoided(t *testing.T) {
-	eng := memengine.New()
-	s := openStore(t, eng)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	eng, s, ctx := newLeakStore(t)
 	if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +97,7 @@ func TestCounterWithoutRevlogIsVoided(t *testing.T) {
 // compare-and-swap, so a write of an old counter value applied late does
 // not move it back.
 func TestLateCounterWriteCannotRegress(t *testing.T) {
-	eng := memengine.New()
-	s := openStore(t, eng)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	eng, s, ctx := newLeakStore(t)
 	for i := 0; i < 3; i++ {
 		if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("x")}); err != nil {
 			t.Fatal(err)
@@ -109,10 +120,7 @@ func TestLateCounterWriteCannotRegress(t *testing.T) {
 // TestOverwrittenRevlogIsReported: a released revision whose revlog entry is
 // later overwritten with other changes is reported, not silently applied.
 func TestOverwrittenRevlogIsReported(t *testing.T) {
-	eng := memengine.New()
-	s := openStore(t, eng)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	eng, s, ctx := newLeakStore(t)
 	if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +141,7 @@ func TestOverwrittenRevlogIsReported(t *testing.T) {
 // never committed (its operations applied outside their transaction) do not
 // change what a node answers, writes, or loads at start-up.
 func TestStaleKVAndHistoryAreIgnored(t *testing.T) {
-	eng := memengine.New()
-	s := openStore(t, eng)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	eng, s, ctx := newLeakStore(t)
 	if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -147,11 +152,7 @@ func TestStaleKVAndHistoryAreIgnored(t *testing.T) {
 		if err := tx.PutAll(ctx, "kv", []mvcc.Entry{{Key: []byte("a"), Value: kv}}); err != nil {
 			return err
 		}
-		h := make([]byte, 12)
-		binary.BigEndian.PutUint64(h, 2)
-		binary.BigEndian.PutUint32(h[8:], 5)
-		h3 := append(rev8(3), 0, 0, 0, 0)
-		return tx.PutAll(ctx, "history", []mvcc.Entry{{Key: h, Value: garbage}, {Key: h3, Value: garbage}})
+		return tx.PutAll(ctx, "history", []mvcc.Entry{{Key: historyKey12(2, 5), Value: garbage}, {Key: historyKey12(3, 0), Value: garbage}})
 	})
 	p, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("2"), PrevKv: true})
 	if err != nil || p.PrevKv == nil || p.PrevKv.Version != 1 || p.Header.Revision != 3 {
@@ -170,12 +171,7 @@ func TestStaleKVAndHistoryAreIgnored(t *testing.T) {
 	if _, err := s2.Compact(ctx, 3, true); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := eng.GetAll(ctx, "history", [][]byte{func() []byte {
-		h := make([]byte, 12)
-		binary.BigEndian.PutUint64(h, 2)
-		binary.BigEndian.PutUint32(h[8:], 5)
-		return h
-	}()})
+	got, _ := eng.GetAll(ctx, "history", [][]byte{historyKey12(2, 5)})
 	if got[0] != nil {
 		t.Fatal("compaction left a stray history entry below the compacted revision")
 	}
