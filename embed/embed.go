@@ -28,6 +28,9 @@ type Config struct {
 	MaxRequestBytes             int
 	MaxTxnOps                   int
 	WatchProgressNotifyInterval time.Duration
+	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
+	// client URLs (etcd's --enable-pprof).
+	EnablePprof bool
 	// ClientTLSInfo secures https client URLs (etcd's --cert-file,
 	// --key-file, --trusted-ca-file, --client-cert-auth); ClientAutoTLS
 	// (--auto-tls) makes a self-signed certificate when it has none.

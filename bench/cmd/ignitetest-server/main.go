@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/ignetcd/ignetcd/ignite/ignitetest"
@@ -27,7 +28,19 @@ import (
 func main() {
 	addrFile := flag.String("addr-file", "", "write the listening host:port to this file")
 	partitions := flag.Int("partitions", 0, "notification partitions (0: the double's default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ignitetest-server:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 
 	srv, err := ignitetest.Start(ignitetest.Options{Partitions: *partitions})
 	if err != nil {

@@ -48,7 +48,7 @@ type values struct {
 	progressInterval                               time.Duration
 	autoCompactionMode, autoCompactionRetention    string
 	clientTLS                                      embed.TLSInfo
-	autoTLS                                        bool
+	autoTLS, enablePprof                           bool
 	keepaliveMinTime, keepaliveInterval, keepalive time.Duration
 	igniteEndpoints, ignitePrefix                  string
 	igniteUser, ignitePassword                     string
@@ -98,6 +98,7 @@ func newFlagSet() (*flag.FlagSet, *values) {
 	fs.StringVar(&v.igniteTLSInfo.TrustedCAFile, "ignite-tls-trusted-ca-file", "", "CA file to verify Ignite's certificate with (default: the system's roots)")
 	fs.BoolVar(&v.igniteTLSInfo.InsecureSkipVerify, "ignite-tls-insecure-skip-verify", false, "do not verify Ignite's certificate (development only)")
 
+	fs.BoolVar(&v.enablePprof, "enable-pprof", false, "serve Go runtime profiles under /debug/pprof/ on the client URLs")
 	fs.StringVar(&v.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&v.configFile, "config-file", "", "path to a YAML file whose keys are these flag names (etcd's form; command line and environment override it)")
 	fs.BoolVar(&v.version, "version", false, "print the version and exit")
@@ -155,8 +156,8 @@ func (v *values) settings() (*Settings, error) {
 	cfg := embed.Config{
 		Name: v.name, ListenClientURLs: listen, AdvertiseClientURLs: splitList(v.advertise),
 		MaxRequestBytes: v.maxRequestBytes, MaxTxnOps: v.maxTxnOps,
-		WatchProgressNotifyInterval: v.progressInterval,
-		ClientTLSInfo:               v.clientTLS, ClientAutoTLS: v.autoTLS,
+		WatchProgressNotifyInterval: v.progressInterval, EnablePprof: v.enablePprof,
+		ClientTLSInfo: v.clientTLS, ClientAutoTLS: v.autoTLS,
 		GRPCKeepAliveMinTime: v.keepaliveMinTime, GRPCKeepAliveInterval: v.keepaliveInterval,
 		GRPCKeepAliveTimeout: v.keepalive,
 		IgniteEndpoints:      splitList(v.igniteEndpoints), Prefix: v.ignitePrefix,
