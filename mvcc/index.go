@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"slices"
+	"unsafe"
 
 	"github.com/google/btree"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -13,7 +14,12 @@ import (
 // O(log N + keys visited). It also tracks which current keys each lease holds.
 // Not safe for concurrent use; Store guards it.
 type index struct {
-	tree      *btree.BTreeG[*keyIndex]
+	tree *btree.BTreeG[*keyIndex]
+	// byKey finds a key without walking the tree: point lookups (every
+	// write's read of its keys, every released event) are most of the
+	// index's work, and a btree descent over 100k random keys costs a
+	// cache miss per level. Its string keys share ki.key's bytes.
+	byKey     map[string]*keyIndex
 	leaseKeys map[int64]map[string]struct{}
 	// bytes approximates the data held (keys and values of every version),
 	// reported as the database size.
@@ -23,13 +29,18 @@ type index struct {
 func newIndex() *index {
 	return &index{
 		tree:      btree.NewG(32, func(a, b *keyIndex) bool { return bytes.Compare(a.key, b.key) < 0 }),
+		byKey:     map[string]*keyIndex{},
 		leaseKeys: map[int64]map[string]struct{}{},
 	}
 }
 
+// sharedString views an index key as a string without copying it; keys in
+// the index are never modified (they come from KeyValues, which are shared
+// and immutable once written).
+func sharedString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 func (ix *index) get(key []byte) *keyIndex {
-	ki, _ := ix.tree.Get(&keyIndex{key: key})
-	return ki
+	return ix.byKey[string(key)]
 }
 
 // apply records one event written at (kv.ModRevision, sub).
@@ -42,6 +53,7 @@ func (ix *index) apply(ev *mvccpb.Event, sub int) {
 		}
 		ki = &keyIndex{key: kv.Key}
 		ix.tree.ReplaceOrInsert(ki)
+		ix.byKey[sharedString(ki.key)] = ki
 	}
 	if prev := ki.latest(); prev != nil && prev.Lease != 0 {
 		ix.detachLease(prev.Lease, kv.Key)
@@ -121,6 +133,7 @@ func (ix *index) compact(rev int64) []keyVersion {
 	})
 	for _, ki := range empty {
 		ix.tree.Delete(ki)
+		delete(ix.byKey, sharedString(ki.key))
 	}
 	return dropped
 }

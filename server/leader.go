@@ -19,11 +19,9 @@ import (
 const noLeaderGrace = 3 * time.Second
 
 func requiresLeader(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return false
-	}
-	v := md.Get(rpctypes.MetadataRequireLeaderKey)
+	// ValueFromIncomingContext reads the one key without copying the
+	// request's whole metadata (which FromIncomingContext does per call).
+	v := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataRequireLeaderKey)
 	return len(v) > 0 && v[0] == rpctypes.MetadataHasLeader
 }
 

@@ -170,11 +170,13 @@ func (c *srvConn) writeLoop() {
 		batch := c.out
 		c.out = nil
 		c.outMu.Unlock()
-		for _, frame := range batch {
-			if _, err := c.nc.Write(frame); err != nil {
-				c.close()
-				return
-			}
+		// One writev for everything queued, as a server's NIO layer
+		// gathers what is ready: a syscall per notification frame was a
+		// quarter of the double's CPU under a write load.
+		bufs := net.Buffers(batch)
+		if _, err := bufs.WriteTo(c.nc); err != nil {
+			c.close()
+			return
 		}
 	}
 }

@@ -55,8 +55,10 @@ func ReadFrame(r io.Reader, max int) ([]byte, error) {
 
 // BeginFrame returns a writer holding a placeholder length prefix; write the
 // body and call EndFrame.
-func BeginFrame() *ib.Writer {
-	w := ib.NewWriter(make([]byte, 0, 64))
+func BeginFrame() *ib.Writer { return beginFrameIn(make([]byte, 0, 64)) }
+
+func beginFrameIn(buf []byte) *ib.Writer {
+	w := ib.NewWriter(buf)
 	w.I32(0)
 	return w
 }

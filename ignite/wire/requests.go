@@ -17,7 +17,14 @@ type Request interface {
 
 // EncodeRequest returns the complete frame of req with request id reqID.
 func EncodeRequest(reqID int64, req Request, p Proto) ([]byte, error) {
-	w := BeginFrame()
+	return AppendRequest(nil, reqID, req, p)
+}
+
+// AppendRequest is EncodeRequest writing into buf's spare capacity (buf's
+// contents are dropped), so that a connection can reuse one buffer for
+// every frame it sends.
+func AppendRequest(buf []byte, reqID int64, req Request, p Proto) ([]byte, error) {
+	w := beginFrameIn(buf[:0])
 	w.I16(int16(req.Op()))
 	w.I64(reqID)
 	if err := req.EncodePayload(w, p); err != nil {
