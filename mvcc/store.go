@@ -87,6 +87,11 @@ type Store struct {
 	// groups and groupedRequests count committed write groups and the
 	// requests in them.
 	groups, groupedRequests atomic.Int64
+	// ownUnreleased holds the groups this node's writer committed that the
+	// feed may not have released yet, oldest first; only the writer
+	// goroutine touches it (writer.go, pendingOwnWrites).
+	ownUnreleased   []committedGroup
+	pipelinedGroups atomic.Int64 // groups that evaluated on ownUnreleased
 
 	counters     counterReader // batches linearizable counter reads
 	counterReads atomic.Int64

@@ -116,8 +116,12 @@ type writeGroup struct {
 	compactRev int64
 	rev        int64                       // last revision assigned so far
 	overlay    map[string]*mvccpb.KeyValue // effects of the group's requests so far
-	revisions  [][]*mvccpb.Event           // events of counter+1, counter+2, ...
-	other      bool                        // a solo request wrote other tables
+	// pending are this writer's committed groups not yet in the index,
+	// oldest first (pendingOwnWrites); the index plus them is the
+	// keyspace at counter.
+	pending   []committedGroup
+	revisions [][]*mvccpb.Event // events of counter+1, counter+2, ...
+	other     bool              // a solo request wrote other tables
 }
 
 func (s *Store) runGroup(group []*writeReq) {
@@ -170,15 +174,29 @@ func (s *Store) runGroup(group []*writeReq) {
 	// only revlog, written last with the counter, is trusted (an operation
 	// of a broken connection applied outside its transaction could have
 	// left a stale record there).
+	//
+	// Every revision the feed has not released yet may instead have been
+	// committed by this writer's own earlier groups: then their effects,
+	// which it still holds, complete the index exactly, and the group need
+	// not wait for its predecessor's changes to come back through the feed
+	// (a notification round trip per group, otherwise serial with the
+	// writes). Solo requests read the index directly (lease keys, history),
+	// so they always wait.
 	if !group[0].blind {
-		// Bounded: if a revision below the counter never reaches revlog
-		// (feed.absent), its repair is a write too and must get the writer.
-		wctx, cancel := context.WithTimeout(ctx, feedWaitLimit)
-		err := s.waitFor(wctx, g.counter)
-		cancel()
-		if err != nil {
-			finish(fmt.Errorf("%w: this node's view has not reached revision %d: %v", ErrEngineUnavailable, g.counter, err))
-			return
+		var own bool
+		if !group[0].solo {
+			g.pending, own = s.pendingOwnWrites(g.counter)
+		}
+		if !own {
+			// Bounded: if a revision below the counter never reaches revlog
+			// (feed.absent), its repair is a write too and must get the writer.
+			wctx, cancel := context.WithTimeout(ctx, feedWaitLimit)
+			err := s.waitFor(wctx, g.counter)
+			cancel()
+			if err != nil {
+				finish(fmt.Errorf("%w: this node's view has not reached revision %d: %v", ErrEngineUnavailable, g.counter, err))
+				return
+			}
 		}
 	}
 	for _, r := range group {
@@ -221,8 +239,51 @@ func (s *Store) runGroup(group []*writeReq) {
 	if err == nil {
 		s.groups.Add(1)
 		s.groupedRequests.Add(int64(len(group)))
+		if len(g.revisions) > 0 {
+			// Only a commit known to have succeeded: after an unknown
+			// outcome the next group finds revisions it cannot vouch for
+			// and waits for the feed.
+			s.ownUnreleased = append(s.ownUnreleased, committedGroup{first: g.counter + 1, last: g.rev, writes: g.overlay})
+		}
 	}
 	finish(err)
+}
+
+// committedGroup is what one committed write group changed: revisions
+// first..last, and each key's record after them (tombstones for deletes).
+type committedGroup struct {
+	first, last int64
+	writes      map[string]*mvccpb.KeyValue
+}
+
+// pendingOwnWrites drops the groups the feed has released and reports
+// whether the rest cover every revision from the safe point up to counter,
+// which this writer has locked: then the index plus their writes, oldest
+// first, is the keyspace at counter. Only the writer goroutine calls it.
+func (s *Store) pendingOwnWrites(counter int64) ([]committedGroup, bool) {
+	s.mu.RLock()
+	safe := s.safePoint
+	s.mu.RUnlock()
+	own := s.ownUnreleased
+	i := 0
+	for i < len(own) && own[i].last <= safe {
+		i++
+	}
+	own = own[i:]
+	s.ownUnreleased = slices.Clip(own)
+	if safe >= counter {
+		return nil, true
+	}
+	if len(own) == 0 || own[len(own)-1].last != counter || own[0].first > safe+1 {
+		return nil, false // another node wrote meanwhile, or an outcome was unknown
+	}
+	for j := 1; j < len(own); j++ {
+		if own[j].first != own[j-1].last+1 {
+			return nil, false
+		}
+	}
+	s.pipelinedGroups.Add(1)
+	return own, true
 }
 
 // WriteGroups reports how many write groups committed and how many requests
@@ -238,6 +299,14 @@ func (g *writeGroup) get(key []byte) (*mvccpb.KeyValue, error) {
 			return nil, nil
 		}
 		return kv, nil
+	}
+	for i := len(g.pending) - 1; i >= 0; i-- {
+		if kv, ok := g.pending[i].writes[string(key)]; ok {
+			if isTombstone(kv) {
+				return nil, nil
+			}
+			return kv, nil
+		}
 	}
 	g.s.mu.RLock()
 	defer g.s.mu.RUnlock()
@@ -258,6 +327,9 @@ func (g *writeGroup) rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error) {
 	g.s.mu.RLock()
 	kvs, _ := g.s.ix.rangeAt(key, end, g.counter, 0, false)
 	g.s.mu.RUnlock()
+	for _, p := range g.pending {
+		kvs = mergeOverlay(kvs, p.writes, key, end)
+	}
 	return mergeOverlay(kvs, g.overlay, key, end), nil
 }
 
