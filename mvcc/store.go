@@ -39,7 +39,23 @@ type Config struct {
 	// AutoCompaction compacts old history on its own (off by default, as
 	// in etcd).
 	AutoCompaction AutoCompaction
+	// WatchMaxLag bounds how far a watcher may fall behind: one whose next
+	// revision to deliver is more than WatchMaxLag revisions below the
+	// node's safe point (its client stopped reading, so its stream's sender
+	// sat blocked in Send) is cancelled with a CancelReason naming the
+	// revision to re-create it from. Only watchers that have caught up with
+	// the safe point once are bounded: one replaying history from an old
+	// start revision is not cancelled for that. The check runs when the
+	// stream's sender asks for more, so the cancel follows what the client
+	// had not yet read. clientv3 3.6 does not pass such a cancel of an
+	// established watch on to the application: it closes the watch channel.
+	// Default 100000 (also for 0); negative disables the bound (etcd has
+	// none).
+	WatchMaxLag int64
 }
+
+// DefaultWatchMaxLag is Config.WatchMaxLag's default, in revisions.
+const DefaultWatchMaxLag = 100000
 
 func (c *Config) setDefaults() {
 	if c.GapTimeout == 0 {
@@ -56,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MinLeaseTTL == 0 {
 		c.MinLeaseTTL = 2
+	}
+	if c.WatchMaxLag == 0 {
+		c.WatchMaxLag = DefaultWatchMaxLag
 	}
 }
 

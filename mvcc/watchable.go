@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -15,7 +16,11 @@ import (
 // the store's event log for each watcher from where it stopped. Nothing is
 // pushed or buffered per watcher, so a slow client holds back only its own
 // stream and never the feed; if it falls behind a compaction, its watchers
-// are cancelled with the compact revision, as etcd does.
+// are cancelled with the compact revision, as etcd does. What one Next
+// returns per watcher is bounded: a watcher more than watchBatchMaxRevs
+// revisions behind catches up in batches, as etcd's unsynced watchers do;
+// one more than Config.WatchMaxLag revisions behind is cancelled with a
+// reason (etcd keeps such a watcher as a victim indefinitely).
 type WatchStream struct {
 	s *Store
 
@@ -35,7 +40,10 @@ type watcher struct {
 	next     int64 // first revision not yet delivered
 	// synced watchers get one response per revision (header = that
 	// revision); unsynced ones catch up in batches (header = safe point).
-	synced       bool
+	synced bool
+	// live: synced once (created at the head, or caught up); only live
+	// watchers are subject to Config.WatchMaxLag.
+	live         bool
 	prevKV       bool
 	noPut        bool
 	noDelete     bool
@@ -45,7 +53,9 @@ type watcher struct {
 }
 
 // watchBatchMaxRevs bounds how many revisions one catch-up response carries,
-// as etcd's watchBatchMaxRevs.
+// as etcd's watchBatchMaxRevs, and how many revisions behind a synced
+// watcher may be before it goes back to catching up in batches (so one
+// collect gives it at most this many responses).
 const watchBatchMaxRevs = 1000
 
 // InvalidWatchID is clientv3.InvalidWatchID.
@@ -114,7 +124,7 @@ func (ws *WatchStream) Create(req *pb.WatchCreateRequest) int64 {
 		}
 	}
 	if req.StartRevision == 0 || req.StartRevision > cur {
-		w.synced = true
+		w.synced, w.live = true, true
 		w.next = max(cur+1, req.StartRevision)
 	} else {
 		w.next = req.StartRevision
@@ -228,6 +238,18 @@ func (ws *WatchStream) collect() ([]*pb.WatchResponse, error) {
 			delete(ws.watchers, id)
 			continue
 		}
+		if maxLag := s.cfg.WatchMaxLag; maxLag >= 0 && w.live && safe-w.next > maxLag {
+			out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: safe}, WatchId: id, Canceled: true,
+				CancelReason: fmt.Sprintf("mvcc: watcher fell more than %d revisions behind (at revision %d, node at %d); re-create it from revision %d",
+					maxLag, w.next, safe, w.next)})
+			delete(ws.watchers, id)
+			continue
+		}
+		if w.synced && safe-w.next+1 > watchBatchMaxRevs {
+			// Its stream fell behind (blocked in Send): catch up in
+			// bounded batches rather than one response per revision.
+			w.synced = false
+		}
 		if w.synced {
 			for rev := w.next; rev <= safe; rev++ {
 				if evs := ws.eventsFor(w, rev); len(evs) > 0 {
@@ -254,7 +276,7 @@ func (ws *WatchStream) collect() ([]*pb.WatchResponse, error) {
 		}
 		w.next = rev
 		if rev > safe {
-			w.synced = true
+			w.synced, w.live = true, true
 		}
 		if len(evs) > 0 {
 			out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: safe}, WatchId: id, Events: evs})

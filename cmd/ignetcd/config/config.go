@@ -46,6 +46,7 @@ type values struct {
 	name, listen, advertise                        string
 	maxRequestBytes, maxTxnOps                     int
 	progressInterval                               time.Duration
+	watchMaxLag                                    int64
 	autoCompactionMode, autoCompactionRetention    string
 	clientTLS                                      embed.TLSInfo
 	autoTLS, enablePprof                           bool
@@ -75,6 +76,7 @@ func newFlagSet() (*flag.FlagSet, *values) {
 	fs.IntVar(&v.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum client request size in bytes")
 	fs.IntVar(&v.maxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "maximum number of operations permitted in a transaction")
 	fs.DurationVar(&v.progressInterval, "watch-progress-notify-interval", 10*time.Minute, "duration of periodic watch progress notifications")
+	fs.Int64Var(&v.watchMaxLag, "watch-max-lag-revisions", mvcc.DefaultWatchMaxLag, "cancel a watcher (with a reason naming the revision to re-create it from) once its client falls this many revisions behind; negative disables")
 	fs.StringVar(&v.autoCompactionMode, "auto-compaction-mode", "periodic", "interpret --auto-compaction-retention as 'periodic' (a duration: 1h, or hours: 1) or 'revision' (a count)")
 	fs.StringVar(&v.autoCompactionRetention, "auto-compaction-retention", "0", "history to keep for auto-compaction; 0 disables it")
 
@@ -145,6 +147,9 @@ func (v *values) settings() (*Settings, error) {
 	if v.maxTxnOps <= 0 {
 		return nil, fmt.Errorf("--max-txn-ops %d: must be positive", v.maxTxnOps)
 	}
+	if v.watchMaxLag == 0 {
+		return nil, errors.New("--watch-max-lag-revisions 0: must be positive, or negative to disable the bound")
+	}
 	autoCompaction, err := parseAutoCompaction(v.autoCompactionMode, v.autoCompactionRetention)
 	if err != nil {
 		return nil, err
@@ -163,6 +168,7 @@ func (v *values) settings() (*Settings, error) {
 		IgniteEndpoints:      splitList(v.igniteEndpoints), Prefix: v.ignitePrefix,
 	}
 	cfg.Store.AutoCompaction = autoCompaction
+	cfg.Store.WatchMaxLag = v.watchMaxLag
 	cfg.Ignite.Client = ignclient.Config{Username: v.igniteUser, Password: v.ignitePassword}
 	if v.ignitePassword != "" && v.igniteUser == "" {
 		return nil, errors.New("--ignite-password needs --ignite-username")

@@ -168,3 +168,36 @@ func TestAutoCompactionFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchMaxLagFlag(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		env     string
+		want    int64
+		wantErr string
+	}{
+		{nil, "", mvcc.DefaultWatchMaxLag, ""},
+		{[]string{"--watch-max-lag-revisions=5000"}, "", 5000, ""},
+		{[]string{"--watch-max-lag-revisions=-1"}, "", -1, ""},
+		{nil, "250", 250, ""},
+		{[]string{"--watch-max-lag-revisions=0"}, "", 0, "--watch-max-lag-revisions 0: must be positive, or negative to disable"},
+		{[]string{"--watch-max-lag-revisions=lots"}, "", 0, `invalid value "lots" for flag -watch-max-lag-revisions`},
+	} {
+		t.Run(strings.Join(c.args, " ")+" env="+c.env, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("IGNETCD_WATCH_MAX_LAG_REVISIONS", c.env)
+			}
+			s, err := Parse(c.args)
+			switch {
+			case c.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Errorf("err = %v, want %q", err, c.wantErr)
+				}
+			case err != nil:
+				t.Error(err)
+			case s.Node.Store.WatchMaxLag != c.want:
+				t.Errorf("WatchMaxLag = %d, want %d", s.Node.Store.WatchMaxLag, c.want)
+			}
+		})
+	}
+}
