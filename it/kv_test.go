@@ -434,7 +434,8 @@ func TestGroupCommitKeepsPerRequestSemantics(t *testing.T) {
 		if string(g.Kvs[0].Value) != fmt.Sprint(workers*each) || g.Kvs[0].Version != workers*each {
 			t.Fatalf("counter = %s (version %d) after %d increments", g.Kvs[0].Value, g.Kvs[0].Version, workers*each)
 		}
-		groups, requests := n.Store().WriteGroups()
+		ws := n.Store().WriterStats()
+		groups, requests := ws.Groups, ws.Requests
 		t.Logf("%d write requests in %d engine transactions", requests, groups)
 		// The memory engine commits in microseconds, so writers rarely
 		// overlap there; over a network round trip they must be grouped.

@@ -164,9 +164,7 @@ func (f *feed) advance() {
 	items := f.buf.Release(f.rule.SafePoint(f.buf))
 	f.gaps.Observe(f.buf, time.Now())
 	f.mu.Unlock()
-	for _, it := range items {
-		f.s.release(it.Rev, it.Value)
-	}
+	f.s.release(items)
 }
 
 // run polls the counter and compacted revision, fills gaps, resubscribes a

@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/ignetcd/ignetcd/ordering"
 )
 
 // Config tunes a Store. Zero values take the defaults.
@@ -99,6 +101,8 @@ type Store struct {
 	// advanced is closed (and replaced) whenever safePoint or compactRev
 	// moves, to wake waiting readers and watch streams.
 	advanced chan struct{}
+	// revWaiters wakes waitFor's callers when their revision is released.
+	revWaiters revWaiters
 
 	// writes feeds the node's one writer (writer.go): write transactions
 	// would queue on the counter lock anyway, so the writer groups them.
@@ -111,6 +115,9 @@ type Store struct {
 	// goroutine touches it (writer.go, pendingOwnWrites).
 	ownUnreleased   []committedGroup
 	pipelinedGroups atomic.Int64 // groups that evaluated on ownUnreleased
+	// groupNanos, counterWaitNanos and viewWaitNanos add up the writer's
+	// time (WriterStats).
+	groupNanos, counterWaitNanos, viewWaitNanos atomic.Int64
 
 	counters     counterReader // batches linearizable counter reads
 	counterReads atomic.Int64
@@ -337,20 +344,27 @@ func (s *Store) wakeLocked() {
 	s.advanced = make(chan struct{})
 }
 
-// release applies revisions handed over by the feed, in order; each rev is
-// above the safe point.
-func (s *Store) release(rev int64, evs []*mvccpb.Event) {
+// release applies revisions handed over by the feed, in order, each above
+// the safe point; one lock and one wake-up for all of them.
+func (s *Store) release(items []ordering.Item[[]*mvccpb.Event]) {
+	if len(items) == 0 {
+		return
+	}
 	s.mu.Lock()
-	for i, ev := range evs {
-		s.ix.apply(ev, i)
+	for _, it := range items {
+		for i, ev := range it.Value {
+			s.ix.apply(ev, i)
+		}
+		if len(s.events.revs) == 0 {
+			s.events.first = it.Rev
+		}
+		s.events.appendRev(it.Rev, it.Value)
 	}
-	if len(s.events.revs) == 0 {
-		s.events.first = rev
-	}
-	s.events.appendRev(rev, evs)
-	s.safePoint = rev
+	safe := items[len(items)-1].Rev
+	s.safePoint = safe
 	s.wakeLocked()
 	s.mu.Unlock()
+	s.revWaiters.release(safe)
 }
 
 // Revision returns the node's safe point: the newest revision whose effects
@@ -382,21 +396,24 @@ func (s *Store) DBSize() int64 {
 
 // waitFor blocks until the safe point reaches rev.
 func (s *Store) waitFor(ctx context.Context, rev int64) error {
-	for {
-		s.mu.RLock()
-		reached, ch := s.safePoint >= rev, s.advanced
-		s.mu.RUnlock()
-		if reached {
-			return nil
-		}
-		s.feed.known(rev)
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.stop:
-			return ErrStopped
-		}
+	if s.Revision() >= rev {
+		return nil
+	}
+	// Registered for rev alone: a write group's requests wait for as many
+	// different revisions, and waking all of them at every release was
+	// most of the scheduler's work under load.
+	ch := s.revWaiters.add(rev)
+	if s.Revision() >= rev { // released before the registration
+		return nil
+	}
+	s.feed.known(rev)
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return ErrStopped
 	}
 }
 

@@ -122,13 +122,27 @@ var (
 		"Whether the storage engine answered a read of the revision counter at this scrape.", nil, nil)
 	descRoundTrip = prometheus.NewDesc("ignetcd_storage_round_trip_seconds",
 		"Duration of one read of the revision counter from the storage engine, measured at this scrape.", nil, nil)
+	descWriteGroups = prometheus.NewDesc("ignetcd_write_groups_total",
+		"Write groups committed: each is one storage transaction carrying one or more etcd write requests.", nil, nil)
+	descWriteGroupRequests = prometheus.NewDesc("ignetcd_write_group_requests_total",
+		"Write requests carried by committed write groups (divided by ignetcd_write_groups_total: the mean group size).", nil, nil)
+	descWriteGroupsPipelined = prometheus.NewDesc("ignetcd_write_groups_pipelined_total",
+		"Write groups that evaluated on this node's own committed but not yet released groups instead of waiting for the change feed.", nil, nil)
+	descWriteGroupSeconds = prometheus.NewDesc("ignetcd_write_group_seconds_total",
+		"Time spent in write groups, from transaction start to commit (two groups overlap: the next one starts while the one before commits).", nil, nil)
+	descWriteCounterWait = prometheus.NewDesc("ignetcd_write_counter_wait_seconds_total",
+		"Part of ignetcd_write_group_seconds_total spent getting the revision counter's lock (held meanwhile by this node's previous group, while it commits, or by other nodes' groups).", nil, nil)
+	descWriteViewWait = prometheus.NewDesc("ignetcd_write_view_wait_seconds_total",
+		"Part of ignetcd_write_group_seconds_total spent waiting for the change feed to reach the locked counter (other nodes' revisions).", nil, nil)
 	descFeedLag = prometheus.NewDesc("ignetcd_feed_lag_revisions",
 		"The storage's revision counter minus this node's safe point: committed revisions not yet released to readers and watchers.", nil, nil)
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRevision, descCompactRevision, descDBSize, descDBSizeInUse,
-		descHasLeader, descServerVersion, descClusterVersion, descStorageUp, descRoundTrip, descFeedLag} {
+		descHasLeader, descServerVersion, descClusterVersion, descStorageUp, descRoundTrip, descFeedLag,
+		descWriteGroups, descWriteGroupRequests, descWriteGroupsPipelined, descWriteGroupSeconds,
+		descWriteCounterWait, descWriteViewWait} {
 		ch <- d
 	}
 }
@@ -158,6 +172,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	size := float64(c.store.DBSize())
 	gauge(descDBSize, size)
 	gauge(descDBSizeInUse, size)
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	ws := c.store.WriterStats()
+	counter(descWriteGroups, float64(ws.Groups))
+	counter(descWriteGroupRequests, float64(ws.Requests))
+	counter(descWriteGroupsPipelined, float64(ws.Pipelined))
+	counter(descWriteGroupSeconds, ws.GroupTime.Seconds())
+	counter(descWriteCounterWait, ws.CounterWait.Seconds())
+	counter(descWriteViewWait, ws.ViewWait.Seconds())
 	gauge(descServerVersion, 1, Version)
 	gauge(descClusterVersion, 1, version.Cluster(Version))
 }
