@@ -5,6 +5,8 @@
 #   ignetcd-mem    ignetcd on the in-memory engine
 #   ignetcd-ignite ignetcd on the Ignite engine, over the ignite/ignitetest double run as a process
 #                  (bench/cmd/ignitetest-server), or over a real cluster when IGNETCD_TEST_IGNITE=host:port
+#   ignetcd-ignite-2nodes  two ignetcd nodes on one Ignite (the double or IGNETCD_TEST_IGNITE), the
+#                  benchmark's clients spread over both: how frontends share the revision counter
 # in one run on this machine, then prints one table (req/s, p50, p99, ratios to etcd) and, with
 # MEM=1, the memory per key for 1M keys. Not part of CI: it takes minutes and wants an idle machine.
 #
@@ -14,7 +16,8 @@
 # Knobs (environment): TOTAL (requests per workload, 20000; QUICK 2000), ROUNDS (3, the table shows
 # medians; QUICK 1), CLIENTS (100), CONNS (10),
 # WATCH_PUTS (1000 at 100/s; QUICK 200), RUN_TIMEOUT (seconds per benchmark run, 180; QUICK 60),
-# TARGETS ("etcd etcd-nofsync ignetcd-mem ignetcd-ignite"; QUICK drops etcd-nofsync; "none": only MEM),
+# TARGETS ("etcd etcd-nofsync ignetcd-mem ignetcd-ignite ignetcd-ignite-2nodes"; QUICK runs
+# "etcd ignetcd-mem ignetcd-ignite"; "none": only MEM),
 # MEM (1; QUICK 0), MEM_KEYS (1000000), MEM_VAL (100), MEM_TIMEOUT (900),
 # REV (commit ignetcd is built from, HEAD; "worktree" builds the working tree as it is),
 # OUT (docs/performance.md; QUICK and OUT=- print only), IGNETCD_TEST_IGNITE (a real cluster),
@@ -49,7 +52,7 @@ VAL_SIZE=256
 WATCH_PUTS=${WATCH_PUTS:-1000}
 WATCH_RATE=100
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
-TARGETS=${TARGETS:-"etcd etcd-nofsync ignetcd-mem ignetcd-ignite"}
+TARGETS=${TARGETS:-"etcd etcd-nofsync ignetcd-mem ignetcd-ignite ignetcd-ignite-2nodes"}
 [[ $TARGETS == none ]] && TARGETS=""
 MEM=${MEM:-1}
 MEM_KEYS=${MEM_KEYS:-1000000}
@@ -222,7 +225,7 @@ stop_ignite() { [[ -n $IGNITE_PID ]] && stop_pid "$IGNITE_PID"; IGNITE_PID=""; }
 
 # start_target NAME LOGTAG: sets EP (host:port) and TPID.
 start_target() {
-	local name=$1 tag=$2 port
+	local name=$1 tag=$2 port wtag=$2
 	port=$("$BIN/benchload" freeport) || return 1
 	local url=http://127.0.0.1:$port
 	EP=127.0.0.1:$port
@@ -247,16 +250,31 @@ start_target() {
 		start_bg "$tag" exec_clean_env "$BIN/ignetcd" --name=bench --listen-client-urls="$url" --log-level=warn \
 			--ignite-endpoints="$IGNITE_EP" --ignite-cache-prefix="bench$(date +%s)$RANDOM-"
 		;;
+	ignetcd-ignite-2nodes)
+		# Two frontends on one keyspace; clientv3 spreads each client's requests over both.
+		start_ignite "$tag" || return 1
+		local prefix="bench$(date +%s)$RANDOM-" port2
+		port2=$("$BIN/benchload" freeport) || return 1
+		start_bg "$tag" exec_clean_env "$BIN/ignetcd" --name=bench1 --listen-client-urls="$url" --log-level=warn \
+			--ignite-endpoints="$IGNITE_EP" --ignite-cache-prefix="$prefix"
+		TPID2=$BG_PID
+		wait_healthy "$url" "$TPID2" "$tag" || return 1
+		url=http://127.0.0.1:$port2
+		EP="$EP,127.0.0.1:$port2"
+		wtag=$tag-2
+		start_bg "$tag-2" exec_clean_env "$BIN/ignetcd" --name=bench2 --listen-client-urls="$url" --log-level=warn \
+			--ignite-endpoints="$IGNITE_EP" --ignite-cache-prefix="$prefix"
+		;;
 	*) die "unknown target $name" ;;
 	esac
 	TPID=$BG_PID
-	wait_healthy "$url" "$TPID" "$tag"
+	wait_healthy "$url" "$TPID" "$wtag"
 }
-stop_target() { stop_pid "$TPID"; stop_ignite; }
+stop_target() { stop_pid "$TPID"; [[ -n ${TPID2:-} ]] && stop_pid "$TPID2"; TPID2=""; stop_ignite; }
 
 # ---------------------------------------------------------------- workloads
 WORKLOADS=(put-rand put-seq txn-put range-1key-lin range-1key-ser range-1000keys-limit100 watch-latency)
-declare -A RPS P50 P99 NOTE
+declare -A RPS P50 P99 CPU NOTE
 RANGE_PREFIX=/bench/range/
 
 workload_args() { # WORKLOAD -> benchmark subcommand and flags
@@ -287,13 +305,30 @@ parse() {
 		}' "$1"
 }
 
+# cpu_ticks PID...: user+system CPU time of the processes so far, in clock ticks.
+cpu_ticks() {
+	local p sum=0 f
+	for p in "$@"; do
+		[[ -n $p ]] || continue
+		f=$(cut -d')' -f2- "/proc/$p/stat" 2>/dev/null) || continue
+		# fields after "pid (comm)": state is 1st, utime 12th, stime 13th
+		sum=$((sum + $(awk '{print $12 + $13}' <<<"$f")))
+	done
+	echo "$sum"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 run_workload() { # TARGET WORKLOAD
 	local t=$1 w=$2 f=$LOGS/$1.$2.txt rc clients=$CLIENTS conns=$CONNS section=""
 	if [[ $w == watch-latency ]]; then clients=10 conns=10 section="Watch events summary"; fi
+	# Server-side CPU (every process of the target: etcd; ignetcd node(s) and the double) per request.
+	local procs=("${TPIDS[$t]}" "${TPIDS2[$t]:-}" "${IGPIDS[$t]:-}") cpu0
+	cpu0=$(cpu_ticks "${procs[@]}")
 	# shellcheck disable=SC2046
 	timeout -k 10 "$RUN_TIMEOUT" "$BENCHMARK_BIN" --endpoints="$EP" --clients="$clients" --conns="$conns" --precise \
 		$(workload_args "$w") >"$f" 2>"$LOGS/$1.$2.stderr"
 	rc=$?
+	local cpus=$(($(cpu_ticks "${procs[@]}") - cpu0))
 	local rps p50 p99 errs
 	read -r rps p50 p99 errs < <(parse "$f" "$section")
 	local note=""
@@ -306,16 +341,17 @@ run_workload() { # TARGET WORKLOAD
 	# One value per round; the table shows the median of each column.
 	if [[ -z $note && $rps != - ]]; then
 		RPS[$w,$t]="${RPS[$w,$t]:-} $rps" P50[$w,$t]="${P50[$w,$t]:-} $p50" P99[$w,$t]="${P99[$w,$t]:-} $p99"
+		[[ $w != watch-latency ]] && CPU[$w,$t]="${CPU[$w,$t]:-} $(awk -v c="$cpus" -v hz="$CLK_TCK" -v n="$TOTAL" 'BEGIN { printf "%.0f", c / hz * 1e6 / n }')"
 	fi
 	[[ -n $note ]] && NOTE[$w,$t]="${NOTE[$w,$t]:+${NOTE[$w,$t]}; }round $ROUND: $note"
 	cp "$f" "$LOGS/$1.$2.round$ROUND.txt"
-	log "  $t: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms $note"
+	log "  $t: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, server CPU $cpus ticks $note"
 }
 
 # All targets run side by side (idle ones cost next to nothing) and each workload is run against
 # every target in turn, so that load from elsewhere on the machine spreads over the targets of a
 # workload instead of landing on whichever target happened to run last.
-declare -A EPS TPIDS IGPIDS UP
+declare -A EPS TPIDS TPIDS2 IGPIDS UP
 setup_target() {
 	local t=$1 w
 	UP[$t]=0
@@ -325,8 +361,8 @@ setup_target() {
 		stop_target
 		return
 	fi
-	EPS[$t]=$EP TPIDS[$t]=$TPID IGPIDS[$t]=$IGNITE_PID UP[$t]=1
-	IGNITE_PID=""
+	EPS[$t]=$EP TPIDS[$t]=$TPID IGPIDS[$t]=$IGNITE_PID UP[$t]=1 TPIDS2[$t]=${TPID2:-}
+	IGNITE_PID="" TPID2=""
 	if ! "$BIN/benchload" load -endpoints "$EP" -prefix "$RANGE_PREFIX" -keys 1000 -val-size "$VAL_SIZE" \
 		-request-timeout 60s -timeout 300s >"$LOGS/$t.load-range.txt" 2>&1; then
 		log "  loading the 1000 range keys into $t failed: $(tail -1 "$LOGS/$t.load-range.txt")"
@@ -335,6 +371,7 @@ setup_target() {
 teardown_target() {
 	local t=$1
 	[[ -n ${TPIDS[$t]:-} ]] && stop_pid "${TPIDS[$t]}"
+	[[ -n ${TPIDS2[$t]:-} ]] && stop_pid "${TPIDS2[$t]}"
 	[[ -n ${IGPIDS[$t]:-} ]] && stop_pid "${IGPIDS[$t]}"
 	UP[$t]=0
 }
@@ -420,17 +457,18 @@ fmt_ratio() { # A B -> A/B with two decimals, or -
 }
 table() {
 	local w t r
-	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | note |"
-	echo "|---|---|---:|---:|---:|---:|---:|---|"
+	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | server CPU µs/req | note |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
 	for w in "${WORKLOADS[@]}"; do
 		for t in $TARGETS; do
-			local rps p50 p99 erps ep99 rr pr
+			local rps p50 p99 erps ep99 rr pr cpu
 			rps=$(median ${RPS[$w,$t]:-}) p50=$(median ${P50[$w,$t]:-}) p99=$(median ${P99[$w,$t]:-})
+			cpu=$(median ${CPU[$w,$t]:-})
 			erps=$(median ${RPS[$w,etcd]:-}) ep99=$(median ${P99[$w,etcd]:-})
 			rr=$(fmt_ratio "$rps" "$erps")
 			pr=$(fmt_ratio "$p99" "$ep99")
 			[[ $w == watch-latency ]] && rr="n/a"
-			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | ${NOTE[$w,$t]:-} |"
+			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | $cpu | ${NOTE[$w,$t]:-} |"
 		done
 	done
 }
@@ -459,7 +497,9 @@ report() {
 	echo
 	echo "p50/p99 are the benchmark tool's latency percentiles (for watch-latency: put-to-event latency over all 100" \
 		"watchers; its req/s is events/s, fixed by the put rate, so no ratio). Ratios are to the \`etcd\` row" \
-		"(fsync on). \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable."
+		"(fsync on). \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable." \
+		"Server CPU is the user+system CPU time of every process of the target (etcd; the ignetcd node(s) and" \
+		"the ignitetest double) over the run, divided by the requests; the benchmark tool's own CPU is not in it."
 	if ((${#MEMROWS[@]} > 0)); then
 		echo
 		echo "Memory per key ($MEM_KEYS keys \`/bench/mem/%08d\`, $MEM_VAL B values, loaded 100 puts per Txn by 8 writers):"
