@@ -28,6 +28,9 @@ type Config struct {
 	MaxRequestBytes             int
 	MaxTxnOps                   int
 	WatchProgressNotifyInterval time.Duration
+	// Metrics is etcd's --metrics: "basic" (the default) or "extensive"
+	// (adds per-RPC handling-time histograms).
+	Metrics string
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
 	// client URLs (etcd's --enable-pprof).
 	EnablePprof bool
@@ -133,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxTxnOps: cfg.MaxTxnOps, MaxRequestBytes: cfg.MaxRequestBytes,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval, Logger: lg,
 		KeepaliveMinTime: cfg.GRPCKeepAliveMinTime, KeepaliveInterval: cfg.GRPCKeepAliveInterval,
-		KeepaliveTimeout: cfg.GRPCKeepAliveTimeout,
+		KeepaliveTimeout: cfg.GRPCKeepAliveTimeout, ExtensiveMetrics: cfg.Metrics == "extensive",
 	})
 	n.grpc = grpc.NewServer(srv.GRPCOptions()...)
 	srv.Register(n.grpc)

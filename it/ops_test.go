@@ -366,7 +366,8 @@ next:
 
 func TestOpsMetrics(t *testing.T) {
 	eachEngine(t, func(t *testing.T, env *testEnv) {
-		n := env.startNode(t, nodeOptions{})
+		// etcd's --metrics=extensive: the handling-time histograms too.
+		n := env.startNode(t, nodeOptions{cfg: func(c *embed.Config) { c.Metrics = "extensive" }})
 		base := n.ClientURLs()[0]
 		c := newClient(t, n.Endpoints()...)
 		ctx := testCtx(t)
@@ -781,4 +782,21 @@ func TestOpsHealthFeedBehind(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestOpsMetricsBasic: by default (etcd's --metrics=basic) RPCs are counted
+// but not timed, as in etcd.
+func TestOpsMetricsBasic(t *testing.T) {
+	n := newEnv(t, "memory").startNode(t, nodeOptions{})
+	c := newClient(t, n.Endpoints()...)
+	if _, err := c.Put(testCtx(t), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	fams := scrape(t, n.ClientURLs()[0])
+	if got, ok := metricValue(fams, "grpc_server_handled_total", "grpc_method", "Put", "grpc_code", "OK"); !ok || got < 1 {
+		t.Errorf("grpc_server_handled_total{Put,OK} = %v (present: %v), want at least 1", got, ok)
+	}
+	if _, ok := fams["grpc_server_handling_seconds"]; ok {
+		t.Error("grpc_server_handling_seconds exported with basic metrics; etcd exports it only with --metrics=extensive")
+	}
 }

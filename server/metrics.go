@@ -15,8 +15,8 @@ import (
 
 // metrics are one Server's Prometheus metrics, under etcd's names where
 // etcd has an equivalent so that its dashboards and alerts work unchanged:
-// per-RPC counts and latencies (grpc_server_*, as etcd's go-grpc-prometheus
-// with --metrics=extensive), watch streams and watchers
+// per-RPC counts (grpc_server_*, as etcd's go-grpc-prometheus; latency
+// histograms too with --metrics=extensive), watch streams and watchers
 // (etcd_debugging_mvcc_*), and the store's gauges (see storeCollector).
 type metrics struct {
 	grpc         *grpcprom.ServerMetrics
@@ -25,10 +25,13 @@ type metrics struct {
 	store        *storeCollector
 }
 
-func newMetrics(store *mvcc.Store) *metrics {
+func newMetrics(store *mvcc.Store, extensive bool) *metrics {
+	var opts []grpcprom.ServerMetricsOption
+	if extensive {
+		opts = append(opts, grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(prometheus.DefBuckets)))
+	}
 	return &metrics{
-		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
-			grpcprom.WithHistogramBuckets(prometheus.DefBuckets))),
+		grpc: grpcprom.NewServerMetrics(opts...),
 		watchStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "etcd_debugging_mvcc_watch_stream_total",
 			Help: "Total number of watch streams.",

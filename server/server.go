@@ -40,7 +40,11 @@ type Config struct {
 	// the server pings an idle connection) and --grpc-keepalive-timeout
 	// (default 20s: how long it waits for the answer).
 	KeepaliveMinTime, KeepaliveInterval, KeepaliveTimeout time.Duration
-	Logger                                                zerolog.Logger
+	// ExtensiveMetrics adds the per-RPC handling-time histograms
+	// (grpc_server_handling_seconds), as etcd's --metrics=extensive; the
+	// default, etcd's "basic", counts RPCs only.
+	ExtensiveMetrics bool
+	Logger           zerolog.Logger
 }
 
 // Defaults of etcd's server flags.
@@ -101,7 +105,7 @@ func New(store *mvcc.Store, cfg Config) *Server {
 	if cfg.KeepaliveTimeout <= 0 {
 		cfg.KeepaliveTimeout = DefaultKeepaliveTimeout
 	}
-	return &Server{cfg: cfg, store: store, lg: cfg.Logger, metrics: newMetrics(store)}
+	return &Server{cfg: cfg, store: store, lg: cfg.Logger, metrics: newMetrics(store, cfg.ExtensiveMetrics)}
 }
 
 func hashID(s string) uint64 {

@@ -55,7 +55,7 @@ type values struct {
 	igniteUser, ignitePassword                     string
 	igniteTLS                                      bool
 	igniteTLSInfo                                  embed.TLSInfo
-	logLevel, configFile                           string
+	logLevel, configFile, metrics                  string
 	version                                        bool
 }
 
@@ -100,6 +100,7 @@ func newFlagSet() (*flag.FlagSet, *values) {
 	fs.StringVar(&v.igniteTLSInfo.TrustedCAFile, "ignite-tls-trusted-ca-file", "", "CA file to verify Ignite's certificate with (default: the system's roots)")
 	fs.BoolVar(&v.igniteTLSInfo.InsecureSkipVerify, "ignite-tls-insecure-skip-verify", false, "do not verify Ignite's certificate (development only)")
 
+	fs.StringVar(&v.metrics, "metrics", "basic", "set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics")
 	fs.BoolVar(&v.enablePprof, "enable-pprof", false, "serve Go runtime profiles under /debug/pprof/ on the client URLs")
 	fs.StringVar(&v.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&v.configFile, "config-file", "", "path to a YAML file whose keys are these flag names (etcd's form; command line and environment override it)")
@@ -154,6 +155,9 @@ func (v *values) settings() (*Settings, error) {
 	if err != nil {
 		return nil, err
 	}
+	if v.metrics != "basic" && v.metrics != "extensive" {
+		return nil, fmt.Errorf("--metrics %q: want basic or extensive", v.metrics)
+	}
 	listen := splitList(v.listen)
 	if len(listen) == 0 {
 		return nil, errors.New("--listen-client-urls: at least one URL is needed")
@@ -161,7 +165,7 @@ func (v *values) settings() (*Settings, error) {
 	cfg := embed.Config{
 		Name: v.name, ListenClientURLs: listen, AdvertiseClientURLs: splitList(v.advertise),
 		MaxRequestBytes: v.maxRequestBytes, MaxTxnOps: v.maxTxnOps,
-		WatchProgressNotifyInterval: v.progressInterval, EnablePprof: v.enablePprof,
+		WatchProgressNotifyInterval: v.progressInterval, EnablePprof: v.enablePprof, Metrics: v.metrics,
 		ClientTLSInfo: v.clientTLS, ClientAutoTLS: v.autoTLS,
 		GRPCKeepAliveMinTime: v.keepaliveMinTime, GRPCKeepAliveInterval: v.keepaliveInterval,
 		GRPCKeepAliveTimeout: v.keepalive,

@@ -201,3 +201,28 @@ func TestWatchMaxLagFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsFlag: etcd's --metrics, basic by default.
+func TestMetricsFlag(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		want    string
+		wantErr string
+	}{
+		{nil, "basic", ""},
+		{[]string{"--metrics=extensive"}, "extensive", ""},
+		{[]string{"--metrics=all"}, "", `--metrics "all": want basic or extensive`},
+	} {
+		s, err := Parse(c.args)
+		switch {
+		case c.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%v: err = %v, want %q", c.args, err, c.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%v: %v", c.args, err)
+		case s.Node.Metrics != c.want:
+			t.Errorf("%v: Metrics = %q, want %q", c.args, s.Node.Metrics, c.want)
+		}
+	}
+}
