@@ -34,6 +34,10 @@ type feed struct {
 	// counter has passed absent from revlog.
 	absentSince map[int64]time.Time
 	releaseMu   sync.Mutex // keeps releases in order across goroutines
+	// own holds the events of revisions this node's writer is committing,
+	// so that their notifications need not be decoded again (expect,
+	// forget); guarded by mu.
+	own map[int64][]*mvccpb.Event
 }
 
 func newFeed(s *Store) *feed {
@@ -41,6 +45,7 @@ func newFeed(s *Store) *feed {
 		s:           s,
 		early:       map[int64][]*mvccpb.Event{},
 		absentSince: map[int64]time.Time{},
+		own:         map[int64][]*mvccpb.Event{},
 		rule:        safeinterval.Contiguous{},
 		gaps:        safeinterval.NewGapDetector(s.cfg.GapTimeout),
 		wake:        make(chan struct{}, 1),
@@ -109,7 +114,16 @@ func (f *feed) onPut(key, value []byte) {
 		f.s.lg.Error().Err(err).Msg("ignoring malformed revlog key in change feed")
 		return
 	}
-	evs, err := decodeEvents(value)
+	f.mu.Lock()
+	evs, mine := f.own[rev]
+	delete(f.own, rev)
+	f.mu.Unlock()
+	if mine {
+		f.add(rev, evs)
+		f.advance()
+		return
+	}
+	evs, err = decodeEvents(value)
 	if err != nil {
 		f.s.lg.Error().Err(err).Int64("revision", rev).Msg("ignoring malformed revlog entry in change feed; gap fill will retry")
 		return
@@ -152,6 +166,27 @@ func (f *feed) known(rev int64) {
 	f.mu.Unlock()
 }
 
+// expect records the events of revisions about to be committed by this
+// node (first, first+1, ...): their notifications carry exactly these, so
+// onPut takes them instead of decoding its copy.
+func (f *feed) expect(first int64, revisions [][]*mvccpb.Event) {
+	f.mu.Lock()
+	for i, evs := range revisions {
+		f.own[first+int64(i)] = evs
+	}
+	f.mu.Unlock()
+}
+
+// forget drops what expect recorded for revisions whose commit failed or
+// whose outcome is unknown: their notifications, if any, are decoded.
+func (f *feed) forget(first int64, n int) {
+	f.mu.Lock()
+	for i := range n {
+		delete(f.own, first+int64(i))
+	}
+	f.mu.Unlock()
+}
+
 // advance releases everything up to the safe point, in order.
 func (f *feed) advance() {
 	f.releaseMu.Lock()
@@ -163,6 +198,15 @@ func (f *feed) advance() {
 	}
 	items := f.buf.Release(f.rule.SafePoint(f.buf))
 	f.gaps.Observe(f.buf, time.Now())
+	if len(f.own) > 0 && len(items) > 0 {
+		// Revisions released another way (gap fill) leave their entry.
+		released := f.buf.Released()
+		for rev := range f.own {
+			if rev <= released {
+				delete(f.own, rev)
+			}
+		}
+	}
 	f.mu.Unlock()
 	f.s.release(items)
 }

@@ -79,14 +79,23 @@ var errBadEvents = errors.New("mvcc: malformed revlog entry")
 // encodeEvents writes a revision's events as a count followed by
 // length-prefixed mvccpb.Event messages, in sub-revision order.
 func encodeEvents(evs []*mvccpb.Event) []byte {
+	ms := make([][]byte, len(evs))
+	for i, ev := range evs {
+		ms[i], _ = ev.Marshal()
+	}
+	return joinEvents(ms)
+}
+
+// joinEvents is encodeEvents of events already marshalled (the write path
+// marshals each event once, for its history entry and its revlog entry).
+func joinEvents(ms [][]byte) []byte {
 	size := binary.MaxVarintLen64
-	for _, ev := range evs {
-		size += binary.MaxVarintLen64 + ev.Size()
+	for _, m := range ms {
+		size += binary.MaxVarintLen64 + len(m)
 	}
 	b := make([]byte, 0, size)
-	b = binary.AppendUvarint(b, uint64(len(evs)))
-	for _, ev := range evs {
-		m, _ := ev.Marshal()
+	b = binary.AppendUvarint(b, uint64(len(ms)))
+	for _, m := range ms {
 		b = binary.AppendUvarint(b, uint64(len(m)))
 		b = append(b, m...)
 	}

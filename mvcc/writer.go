@@ -279,9 +279,15 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 			return
 		}
 	}
+	if len(g.revisions) > 0 {
+		s.feed.expect(g.counter+1, g.revisions)
+	}
 	st.letNextStart()
 	err = etx.Commit(ctx)
 	committed = true
+	if err != nil && len(g.revisions) > 0 {
+		s.feed.forget(g.counter+1, len(g.revisions))
+	}
 	if err == nil {
 		s.groups.Add(1)
 		s.groupedRequests.Add(int64(len(group)))
@@ -424,14 +430,16 @@ func (g *writeGroup) write() error {
 	// A stable key order keeps lock acquisition deterministic.
 	slices.SortFunc(puts, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
 	slices.SortFunc(removes, bytes.Compare)
-	var hist, revlog []Entry
+	hist := make([]Entry, 0, len(g.revisions))
+	revlog := make([]Entry, 0, len(g.revisions))
 	for i, evs := range g.revisions {
 		rev := g.counter + 1 + int64(i)
+		ms := make([][]byte, len(evs))
 		for sub, ev := range evs {
-			b, _ := ev.Marshal()
-			hist = append(hist, Entry{Key: historyKey(rev, sub), Value: b})
+			ms[sub], _ = ev.Marshal()
+			hist = append(hist, Entry{Key: historyKey(rev, sub), Value: ms[sub]})
 		}
-		revlog = append(revlog, Entry{Key: revisionKey(rev), Value: encodeEvents(evs)})
+		revlog = append(revlog, Entry{Key: revisionKey(rev), Value: joinEvents(ms)})
 	}
 	ctx, etx, t := g.ctx, g.etx, &g.s.tables
 	if len(puts) > 0 {
