@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -37,7 +38,14 @@ type feed struct {
 	// own holds the events of revisions this node's writer is committing,
 	// so that their notifications need not be decoded again (expect,
 	// forget); guarded by mu.
-	own map[int64][]*mvccpb.Event
+	own map[int64]ownRevision
+}
+
+// ownRevision is a revision this node's writer is committing: its revlog
+// entry as written, and the events it holds.
+type ownRevision struct {
+	raw []byte
+	evs []*mvccpb.Event
 }
 
 func newFeed(s *Store) *feed {
@@ -45,7 +53,7 @@ func newFeed(s *Store) *feed {
 		s:           s,
 		early:       map[int64][]*mvccpb.Event{},
 		absentSince: map[int64]time.Time{},
-		own:         map[int64][]*mvccpb.Event{},
+		own:         map[int64]ownRevision{},
 		rule:        safeinterval.Contiguous{},
 		gaps:        safeinterval.NewGapDetector(s.cfg.GapTimeout),
 		wake:        make(chan struct{}, 1),
@@ -115,15 +123,18 @@ func (f *feed) onPut(key, value []byte) {
 		return
 	}
 	f.mu.Lock()
-	evs, mine := f.own[rev]
+	own, mine := f.own[rev]
 	delete(f.own, rev)
 	f.mu.Unlock()
-	if mine {
-		f.add(rev, evs)
+	// Only if the notification carries exactly what this node wrote: the
+	// commit may have failed and another node's write taken the revision
+	// before forget ran.
+	if mine && bytes.Equal(own.raw, value) {
+		f.add(rev, own.evs)
 		f.advance()
 		return
 	}
-	evs, err = decodeEvents(value)
+	evs, err := decodeEvents(value)
 	if err != nil {
 		f.s.lg.Error().Err(err).Int64("revision", rev).Msg("ignoring malformed revlog entry in change feed; gap fill will retry")
 		return
@@ -168,11 +179,12 @@ func (f *feed) known(rev int64) {
 
 // expect records the events of revisions about to be committed by this
 // node (first, first+1, ...): their notifications carry exactly these, so
-// onPut takes them instead of decoding its copy.
-func (f *feed) expect(first int64, revisions [][]*mvccpb.Event) {
+// onPut takes them instead of decoding its copy (if it is byte for byte
+// what raw holds: the revlog entries written).
+func (f *feed) expect(first int64, revisions [][]*mvccpb.Event, raw [][]byte) {
 	f.mu.Lock()
 	for i, evs := range revisions {
-		f.own[first+int64(i)] = evs
+		f.own[first+int64(i)] = ownRevision{raw: raw[i], evs: evs}
 	}
 	f.mu.Unlock()
 }

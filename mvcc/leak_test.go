@@ -3,6 +3,8 @@ package mvcc_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,5 +176,86 @@ func TestStaleKVAndHistoryAreIgnored(t *testing.T) {
 	got, _ := eng.GetAll(ctx, "history", [][]byte{historyKey12(2, 5)})
 	if got[0] != nil {
 		t.Fatal("compaction left a stray history entry below the compacted revision")
+	}
+}
+
+// finalCASLeaks makes the first write group's final compare-and-swap of the
+// counter fail as a dropped connection would, with the operation then
+// applied by the engine outside the transaction, after its rollback
+// (ignite/NOTES.md; the double does this when a connection drops).
+type finalCASLeaks struct {
+	*memengine.Engine
+	mu     sync.Mutex
+	leaked bool
+}
+
+func (e *finalCASLeaks) Begin(ctx context.Context) (mvcc.Txn, error) {
+	tx, err := e.Engine.Begin(ctx)
+	return &leakyTxn{Txn: tx, e: e}, err
+}
+
+type leakyTxn struct {
+	mvcc.Txn
+	e       *finalCASLeaks
+	replace func() // the operation to apply late, after Rollback
+}
+
+func (t *leakyTxn) Replace(ctx context.Context, table string, key, expected, value []byte) (bool, error) {
+	if table == "meta" && string(key) == "revision" {
+		// The group's final compare-and-swap is the one that moves the
+		// revision (the first 8 bytes of the counter).
+		before := int64(1)
+		if len(expected) >= 8 {
+			before = int64(binary.BigEndian.Uint64(expected))
+		}
+		t.e.mu.Lock()
+		leak := !t.e.leaked && len(value) >= 8 && int64(binary.BigEndian.Uint64(value)) > before
+		t.e.leaked = t.e.leaked || leak
+		t.e.mu.Unlock()
+		if leak {
+			t.replace = func() {
+				tx, err := t.e.Engine.Begin(context.Background())
+				if err != nil {
+					return
+				}
+				_, _ = tx.Replace(context.Background(), table, key, expected, value)
+				_ = tx.Commit(context.Background())
+			}
+			return false, mvcc.ErrEngineUnavailable
+		}
+	}
+	return t.Txn.Replace(ctx, table, key, expected, value)
+}
+
+func (t *leakyTxn) Rollback(ctx context.Context) error {
+	err := t.Txn.Rollback(ctx)
+	if t.replace != nil {
+		t.replace()
+	}
+	return err
+}
+
+// TestLeakedFinalCounterWriteIsInert: a group's final write of the counter,
+// applied after its transaction rolled back, must not move the counter (it
+// expects the nonce the group set inside the transaction, which the
+// rollback undid), so no revision is left without its revlog entry.
+func TestLeakedFinalCounterWriteIsInert(t *testing.T) {
+	eng := &finalCASLeaks{Engine: memengine.New()}
+	s := openStore(t, eng)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("1")}); !errors.Is(err, mvcc.ErrEngineUnavailable) {
+		t.Fatalf("put whose final counter write failed: %v, want unavailable", err)
+	}
+	if !eng.leaked {
+		t.Fatal("the final compare-and-swap was not intercepted")
+	}
+	p, err := s.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte("2")})
+	if err != nil || p.Header.Revision != 2 {
+		t.Fatalf("next put: %+v %v, want revision 2 (the failed put's revision, never committed)", p, err)
+	}
+	r, err := s.Range(ctx, &pb.RangeRequest{Key: []byte("a")})
+	if err != nil || r.Header.Revision != 2 || string(r.Kvs[0].Value) != "2" {
+		t.Fatalf("read after: %+v %v", r, err)
 	}
 }

@@ -14,7 +14,7 @@ const (
 	tableKV      = "kv"      // user key → mvccpb.KeyValue, the latest version; absent when deleted
 	tableHistory = "history" // historyKey(rev, sub) → mvccpb.Event as written at that revision
 	tableRevlog  = "revlog"  // revisionKey(rev) → every event of that revision (encodeEvents)
-	tableMeta    = "meta"    // metaRevision, metaCompact → 8-byte big-endian revision
+	tableMeta    = "meta"    // metaRevision → revision and nonce (encodeCounter), metaCompact → 8-byte big-endian revision
 	tableLeases  = "leases"  // revisionKey(lease id) → encodeLease
 )
 
@@ -30,11 +30,30 @@ func revisionKey(rev int64) []byte {
 	return b
 }
 
+// The revision counter is stored as the revision (8 bytes, big-endian)
+// followed by a nonce (8 bytes) that the write group holding the counter's
+// lock sets first thing in its transaction (writer.go, claimCounter). The
+// group's final compare-and-swap expects its own nonce: should the engine
+// apply that operation late, outside a transaction that was rolled back
+// (ignite/NOTES.md), the counter no longer holds the nonce and nothing
+// changes. A counter of 8 bytes (no nonce) is read as well.
+
+// encodeCounter is the stored form of revision rev with nonce.
+func encodeCounter(rev int64, nonce uint64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(rev))
+	binary.BigEndian.PutUint64(b[8:], nonce)
+	return b
+}
+
 // decodeCounter decodes the revision counter; an empty store is at
 // revision 1, as etcd's is, so the first write gets revision 2.
 func decodeCounter(b []byte) (int64, error) {
 	if b == nil {
 		return 1, nil
+	}
+	if len(b) == 16 {
+		b = b[:8]
 	}
 	return decodeRevision(b)
 }

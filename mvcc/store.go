@@ -115,6 +115,9 @@ type Store struct {
 	// goroutine touches it (writer.go, pendingOwnWrites).
 	ownUnreleased   []committedGroup
 	pipelinedGroups atomic.Int64 // groups that evaluated on ownUnreleased
+	// nextCounter is the counter's stored form as the writer's latest group
+	// leaves it if it commits (claimCounter); groups set it in order.
+	nextCounter []byte
 	// groupNanos, counterWaitNanos and viewWaitNanos add up the writer's
 	// time (WriterStats).
 	groupNanos, counterWaitNanos, viewWaitNanos atomic.Int64

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -136,7 +137,7 @@ type writeGroup struct {
 	ctx        context.Context
 	etx        Txn
 	counter    int64  // revision counter locked at the start
-	counterRaw []byte // its stored form, expected by the final compare-and-swap
+	counterRaw []byte // its stored form with this group's nonce, expected by the final compare-and-swap
 	compactRev int64
 	rev        int64                       // last revision assigned so far
 	overlay    map[string]*mvccpb.KeyValue // effects of the group's requests so far
@@ -145,6 +146,7 @@ type writeGroup struct {
 	// keyspace at counter.
 	pending   []committedGroup
 	revisions [][]*mvccpb.Event // events of counter+1, counter+2, ...
+	revlog    [][]byte          // their revlog entries, once written
 	other     bool              // a solo request wrote other tables
 }
 
@@ -184,26 +186,18 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 			_ = etx.Rollback(context.Background())
 		}
 	}()
-	// Every writer, on every node, reads and locks the counter first: that
-	// one lock orders all writes, so revisions are unique and contiguous,
-	// and nothing else commits while the group evaluates.
+	// Every writer, on every node, locks the counter first: that one lock
+	// orders all writes, so revisions are unique and contiguous, and
+	// nothing else commits while the group evaluates.
 	locking := time.Now()
-	meta, err := etx.GetAll(ctx, s.tables.meta, [][]byte{metaRevision, metaCompact})
+	g := &writeGroup{s: s, ctx: ctx, etx: etx, overlay: map[string]*mvccpb.KeyValue{}}
+	err = g.claimCounter(group[0].solo)
 	s.counterWaitNanos.Add(int64(time.Since(locking)))
 	// Holding the lock, the previous group has committed or given up;
 	// wait for it to have recorded which (ownUnreleased), which its
 	// commit's response tells it about when the lock has passed here.
 	if st.prev != nil {
 		<-st.prev
-	}
-	if err != nil {
-		finish(err)
-		return
-	}
-	g := &writeGroup{s: s, ctx: ctx, etx: etx, overlay: map[string]*mvccpb.KeyValue{}}
-	g.counterRaw = meta[0]
-	if g.counter, err = decodeCounter(meta[0]); err == nil {
-		g.compactRev, err = decodeCompact(meta[1])
 	}
 	if err != nil {
 		finish(err)
@@ -280,8 +274,11 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		}
 	}
 	if len(g.revisions) > 0 {
-		s.feed.expect(g.counter+1, g.revisions)
+		s.feed.expect(g.counter+1, g.revisions, g.revlog)
 	}
+	// What the counter holds once this commits; the next group expects it
+	// (claimCounter), and finds otherwise if the commit fails.
+	s.nextCounter = g.counterRaw
 	st.letNextStart()
 	err = etx.Commit(ctx)
 	committed = true
@@ -336,6 +333,54 @@ func (s *Store) pendingOwnWrites(counter int64) ([]committedGroup, bool) {
 	}
 	s.pipelinedGroups.Add(1)
 	return own, true
+}
+
+// claimCounter locks the revision counter and sets a nonce of this group's
+// in it, inside the transaction (records.go): the final compare-and-swap
+// expects that nonce, so it can only succeed within this transaction. When
+// the counter should still hold what this node's previous group committed
+// (nextCounter), one compare-and-swap both locks and claims it; otherwise,
+// or if another node wrote since, the counter is read first. Solo groups
+// always read it, with the compacted revision (they check against it).
+func (g *writeGroup) claimCounter(solo bool) error {
+	s, t := g.s, &g.s.tables
+	nonce := rand.Uint64()
+	if exp := s.nextCounter; exp != nil && !solo {
+		rev, err := decodeCounter(exp)
+		if err != nil {
+			return err
+		}
+		claim := encodeCounter(rev, nonce)
+		ok, err := g.etx.Replace(g.ctx, t.meta, metaRevision, exp, claim)
+		if err != nil {
+			return err
+		}
+		if ok {
+			g.counter, g.counterRaw = rev, claim
+			g.compactRev = s.CompactRevision() // not consulted by non-solo groups
+			return nil
+		}
+	}
+	meta, err := g.etx.GetAll(g.ctx, t.meta, [][]byte{metaRevision, metaCompact})
+	if err != nil {
+		return err
+	}
+	if g.counter, err = decodeCounter(meta[0]); err != nil {
+		return err
+	}
+	if g.compactRev, err = decodeCompact(meta[1]); err != nil {
+		return err
+	}
+	claim := encodeCounter(g.counter, nonce)
+	ok, err := g.etx.Replace(g.ctx, t.meta, metaRevision, meta[0], claim)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: the revision counter changed under its lock", ErrEngineUnavailable)
+	}
+	g.counterRaw = claim
+	return nil
 }
 
 // WriterStats are cumulative figures of the node's writer, for metrics and
@@ -440,6 +485,7 @@ func (g *writeGroup) write() error {
 			hist = append(hist, Entry{Key: historyKey(rev, sub), Value: ms[sub]})
 		}
 		revlog = append(revlog, Entry{Key: revisionKey(rev), Value: joinEvents(ms)})
+		g.revlog = append(g.revlog, revlog[len(revlog)-1].Value)
 	}
 	ctx, etx, t := g.ctx, g.etx, &g.s.tables
 	if len(puts) > 0 {
@@ -462,10 +508,12 @@ func (g *writeGroup) write() error {
 	// apply this operation late, outside the transaction (a connection lost
 	// with it in flight; ignite/NOTES.md), it cannot move the counter back
 	// over revisions committed meanwhile.
-	ok, err := etx.Replace(ctx, t.meta, metaRevision, g.counterRaw, revisionKey(g.rev))
+	final := encodeCounter(g.rev, rand.Uint64())
+	ok, err := etx.Replace(ctx, t.meta, metaRevision, g.counterRaw, final)
 	if err != nil {
 		return err
 	}
+	g.counterRaw = final
 	if !ok {
 		return fmt.Errorf("%w: the revision counter changed under its lock", ErrEngineUnavailable)
 	}

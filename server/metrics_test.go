@@ -26,7 +26,7 @@ func gaugeValue(g prometheus.Gauge) float64 {
 }
 
 func TestWatcherGauges(t *testing.T) {
-	m := newMetrics(nil)
+	m := newMetrics(nil, false)
 	sends := []*pb.WatchResponse{
 		{WatchId: 0, Created: true},
 		{WatchId: 1, Created: true},
