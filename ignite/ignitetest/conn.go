@@ -181,6 +181,16 @@ func (c *srvConn) writeLoop() {
 	}
 }
 
+// enqueueFrames queues frames for the writer with one wake-up.
+func (c *srvConn) enqueueFrames(frames [][]byte) {
+	c.outMu.Lock()
+	if !c.outClosed {
+		c.out = append(c.out, frames...)
+	}
+	c.outMu.Unlock()
+	c.outCond.Signal()
+}
+
 // enqueue queues a frame for the writer (unbounded, like the server's
 // outbound queue); frames of a closed connection are dropped.
 func (c *srvConn) enqueue(frame []byte) { c.enqueueThen(frame, nil) }
@@ -231,12 +241,6 @@ func (c *srvConn) respondThen(reqID int64, payload []byte, err error, then func(
 		resp.Topology = &top
 	}
 	c.enqueueThen(wire.EncodeResponse(&resp, c.proto.HasFlags()), then)
-}
-
-// notify sends a continuous-query notification for resource id.
-func (c *srvConn) notify(id int64, payload []byte) {
-	resp := wire.Response{ReqID: id, NotificationOp: wire.OpQueryContinuousEvent, Payload: payload}
-	c.enqueue(wire.EncodeResponse(&resp, true))
 }
 
 // close ends the connection: the socket closes, its continuous queries and

@@ -98,15 +98,18 @@ func (n *notifier) run(q *partQueue) {
 			q.mu.Unlock()
 			return
 		}
-		ev := q.items[0]
-		q.items = q.items[1:]
+		// Everything queued goes in one pass, in order: a wake-up and a
+		// frame hand-off per event was most of the double's scheduling work
+		// under a write load.
+		batch := q.items
+		q.items = nil
 		q.mu.Unlock()
-		n.pass(ev)
+		n.pass(batch)
 	}
 }
 
-// pass applies pause and delay to one event and sends it.
-func (n *notifier) pass(ev pendingEvent) {
+// pass applies pause and delay to queued events and sends them, in order.
+func (n *notifier) pass(batch []pendingEvent) {
 	n.mu.Lock()
 	for n.paused && !n.stopped {
 		n.cond.Wait()
@@ -114,9 +117,21 @@ func (n *notifier) pass(ev pendingEvent) {
 	delay := n.delay
 	n.mu.Unlock()
 	if delay > 0 {
-		time.Sleep(delay)
+		for _, ev := range batch {
+			time.Sleep(delay)
+			send(ev)
+		}
+		return
 	}
-	send(ev)
+	// Consecutive events of one subscription share one queue hand-off.
+	for i := 0; i < len(batch); {
+		j := i + 1
+		for j < len(batch) && batch[j].sub == batch[i].sub {
+			j++
+		}
+		sendAll(batch[i:j])
+		i = j
+	}
 }
 
 // takeHeld returns the held events, newest first. Called with n.mu held.
@@ -129,15 +144,25 @@ func (n *notifier) takeHeld() []pendingEvent {
 	return out
 }
 
-func send(ev pendingEvent) {
-	if ev.sub.closed.Load() {
+func send(ev pendingEvent) { sendAll([]pendingEvent{ev}) }
+
+// sendAll sends events of one subscription, a notification each (a
+// continuous query with page size 1, as the Ignite engine opens them).
+func sendAll(evs []pendingEvent) {
+	sub := evs[0].sub
+	if sub.closed.Load() {
 		return
 	}
-	payload, err := wire.EncodeEvents([]wire.Event{ev.event})
-	if err != nil {
-		return
+	frames := make([][]byte, 0, len(evs))
+	for _, ev := range evs {
+		payload, err := wire.EncodeEvents([]wire.Event{ev.event})
+		if err != nil {
+			continue
+		}
+		resp := wire.Response{ReqID: sub.id, NotificationOp: wire.OpQueryContinuousEvent, Payload: payload}
+		frames = append(frames, wire.EncodeResponse(&resp, true))
 	}
-	ev.sub.conn.notify(ev.sub.id, payload)
+	sub.conn.enqueueFrames(frames)
 }
 
 func (n *notifier) setPaused(p bool) {
