@@ -31,6 +31,7 @@ type WatchStream struct {
 	progressAll bool                // a WatchProgressRequest awaits an answer
 	closed      bool
 	notify      chan struct{}
+	scanned     int64 // the most revisions one catch-up step looked at (tests)
 }
 
 type watcher struct {
@@ -57,6 +58,10 @@ type watcher struct {
 // watcher may be before it goes back to catching up in batches (so one
 // collect gives it at most this many responses).
 const watchBatchMaxRevs = 1000
+
+// watchScanMaxRevs bounds how many revisions one catch-up step of a watcher
+// looks at, matching or not.
+const watchScanMaxRevs = 10 * watchBatchMaxRevs
 
 // InvalidWatchID is clientv3.InvalidWatchID.
 const InvalidWatchID = -1
@@ -194,10 +199,13 @@ func (ws *WatchStream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
 	for {
 		ws.s.mu.RLock()
 		advanced := ws.s.advanced
-		out, err := ws.collect()
+		out, more, err := ws.collect()
 		ws.s.mu.RUnlock()
 		if err != nil || len(out) > 0 {
 			return out, err
+		}
+		if more {
+			continue // a catch-up scan stopped at its budget; the lock was let go in between
 		}
 		select {
 		case <-ws.notify:
@@ -211,15 +219,15 @@ func (ws *WatchStream) Next(ctx context.Context) ([]*pb.WatchResponse, error) {
 }
 
 // collect builds the responses due now; s.mu is read-locked.
-func (ws *WatchStream) collect() ([]*pb.WatchResponse, error) {
+func (ws *WatchStream) collect() (out []*pb.WatchResponse, more bool, err error) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.closed {
-		return nil, ErrStopped
+		return nil, false, ErrStopped
 	}
 	s := ws.s
 	safe, compact := s.safePoint, s.compactRev
-	out := ws.ctrl
+	out = ws.ctrl
 	ws.ctrl = nil
 
 	ids := make([]int64, 0, len(ws.watchers))
@@ -263,7 +271,11 @@ func (ws *WatchStream) collect() ([]*pb.WatchResponse, error) {
 		var evs []*mvccpb.Event
 		revs := 0
 		rev := w.next
-		for ; rev <= safe; rev++ {
+		// Scanned under the store's read lock, which the feed's releases
+		// wait for: a watcher replaying a long history that it mostly does
+		// not match continues in the next step instead.
+		end := min(safe, w.next+watchScanMaxRevs-1)
+		for ; rev <= end; rev++ {
 			e := ws.eventsFor(w, rev)
 			if len(e) == 0 {
 				continue
@@ -274,6 +286,8 @@ func (ws *WatchStream) collect() ([]*pb.WatchResponse, error) {
 			evs = append(evs, e...)
 			revs++
 		}
+		ws.scanned = max(ws.scanned, rev-w.next)
+		more = more || (rev <= safe && len(evs) == 0)
 		w.next = rev
 		if rev > safe {
 			w.synced, w.live = true, true
@@ -306,7 +320,7 @@ func (ws *WatchStream) collect() ([]*pb.WatchResponse, error) {
 			out = append(out, &pb.WatchResponse{Header: &pb.ResponseHeader{Revision: safe}, WatchId: InvalidWatchID})
 		}
 	}
-	return out, nil
+	return out, more, nil
 }
 
 // eventsFor returns w's events at rev: filtered, with prev_kv when asked.
