@@ -227,6 +227,9 @@ func TestSlowWatchCancelledBeyondMaxLag(t *testing.T) {
 	if slow.WatcherCount() != 0 {
 		t.Fatalf("cancelled watcher still counted")
 	}
+	if n := s.LaggingWatchersCancelled(); n != 1 {
+		t.Fatalf("LaggingWatchersCancelled = %d, want 1", n)
+	}
 	put(130)
 	if resps := nextWithin(t, slow, 100*time.Millisecond); resps != nil {
 		t.Fatalf("cancelled watcher got %s", summary(resps))

@@ -127,6 +127,9 @@ type Store struct {
 	// revlogConflicts counts released revisions whose revlog entry later
 	// came back different (see feed.checkReleased).
 	revlogConflicts atomic.Int64
+	// laggingWatchers counts watchers cancelled for falling more than
+	// Config.WatchMaxLag revisions behind.
+	laggingWatchers atomic.Int64
 
 	feed *feed
 

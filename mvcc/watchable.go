@@ -63,6 +63,10 @@ const watchBatchMaxRevs = 1000
 // looks at, matching or not.
 const watchScanMaxRevs = 10 * watchBatchMaxRevs
 
+// LaggingWatchersCancelled reports how many watchers were cancelled for
+// falling more than Config.WatchMaxLag revisions behind.
+func (s *Store) LaggingWatchersCancelled() int64 { return s.laggingWatchers.Load() }
+
 // InvalidWatchID is clientv3.InvalidWatchID.
 const InvalidWatchID = -1
 
@@ -251,6 +255,7 @@ func (ws *WatchStream) collect() (out []*pb.WatchResponse, more bool, err error)
 				CancelReason: fmt.Sprintf("mvcc: watcher fell more than %d revisions behind (at revision %d, node at %d); re-create it from revision %d",
 					maxLag, w.next, safe, w.next)})
 			delete(ws.watchers, id)
+			s.laggingWatchers.Add(1)
 			continue
 		}
 		if w.synced && safe-w.next+1 > watchBatchMaxRevs {

@@ -137,6 +137,8 @@ var (
 		"Part of ignetcd_write_group_seconds_total spent getting the revision counter's lock (held meanwhile by this node's previous group, while it commits, or by other nodes' groups).", nil, nil)
 	descWriteViewWait = prometheus.NewDesc("ignetcd_write_view_wait_seconds_total",
 		"Part of ignetcd_write_group_seconds_total spent waiting for the change feed to reach the locked counter (other nodes' revisions).", nil, nil)
+	descLaggingWatchers = prometheus.NewDesc("ignetcd_watchers_cancelled_lagging_total",
+		"Watchers cancelled for falling more than --watch-max-lag-revisions behind this node (their client stopped reading).", nil, nil)
 	descFeedLag = prometheus.NewDesc("ignetcd_feed_lag_revisions",
 		"The storage's revision counter minus this node's safe point: committed revisions not yet released to readers and watchers.", nil, nil)
 )
@@ -145,7 +147,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRevision, descCompactRevision, descDBSize, descDBSizeInUse,
 		descHasLeader, descServerVersion, descClusterVersion, descStorageUp, descRoundTrip, descFeedLag,
 		descWriteGroups, descWriteGroupRequests, descWriteGroupsPipelined, descWriteGroupSeconds,
-		descWriteCounterWait, descWriteViewWait} {
+		descWriteCounterWait, descWriteViewWait, descLaggingWatchers} {
 		ch <- d
 	}
 }
@@ -185,6 +187,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descWriteGroupSeconds, ws.GroupTime.Seconds())
 	counter(descWriteCounterWait, ws.CounterWait.Seconds())
 	counter(descWriteViewWait, ws.ViewWait.Seconds())
+	counter(descLaggingWatchers, float64(c.store.LaggingWatchersCancelled()))
 	gauge(descServerVersion, 1, Version)
 	gauge(descClusterVersion, 1, version.Cluster(Version))
 }
