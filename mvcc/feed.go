@@ -36,8 +36,9 @@ type feed struct {
 	absentSince map[int64]time.Time
 	releaseMu   sync.Mutex // keeps releases in order across goroutines
 	// own holds the events of revisions this node's writer is committing,
-	// so that their notifications need not be decoded again (expect,
-	// forget); guarded by mu.
+	// so that their notifications need not be decoded again (expect); an
+	// entry goes when its notification comes or its revision is released
+	// (advance); guarded by mu.
 	own map[int64]ownRevision
 }
 
@@ -127,8 +128,7 @@ func (f *feed) onPut(key, value []byte) {
 	delete(f.own, rev)
 	f.mu.Unlock()
 	// Only if the notification carries exactly what this node wrote: the
-	// commit may have failed and another node's write taken the revision
-	// before forget ran.
+	// commit may have failed and another node's write taken the revision.
 	if mine && bytes.Equal(own.raw, value) {
 		f.add(rev, own.evs)
 		f.advance()
@@ -189,16 +189,6 @@ func (f *feed) expect(first int64, revisions [][]*mvccpb.Event, raw [][]byte) {
 	f.mu.Unlock()
 }
 
-// forget drops what expect recorded for revisions whose commit failed or
-// whose outcome is unknown: their notifications, if any, are decoded.
-func (f *feed) forget(first int64, n int) {
-	f.mu.Lock()
-	for i := range n {
-		delete(f.own, first+int64(i))
-	}
-	f.mu.Unlock()
-}
-
 // advance releases everything up to the safe point, in order.
 func (f *feed) advance() {
 	f.releaseMu.Lock()
@@ -211,7 +201,8 @@ func (f *feed) advance() {
 	items := f.buf.Release(f.rule.SafePoint(f.buf))
 	f.gaps.Observe(f.buf, time.Now())
 	if len(f.own) > 0 && len(items) > 0 {
-		// Revisions released another way (gap fill) leave their entry.
+		// Entries whose notification never came (a failed commit, a
+		// revision gap-filled instead) go once their revision is released.
 		released := f.buf.Released()
 		for rev := range f.own {
 			if rev <= released {

@@ -54,13 +54,20 @@ func (v *txnView) before(key []byte) (*mvccpb.KeyValue, error) { return v.base.g
 
 // get returns key's current record, this request's writes included.
 func (v *txnView) get(key []byte) (*mvccpb.KeyValue, error) {
-	if kv, ok := v.overlay[string(key)]; ok {
-		if isTombstone(kv) {
-			return nil, nil
-		}
+	if kv, ok := lookupWrite(v.overlay, key); ok {
 		return kv, nil
 	}
 	return v.before(key)
+}
+
+// lookupWrite looks key up in a set of writes (tombstones for deletes):
+// ok reports whether the writes decide it, kv is nil when they deleted it.
+func lookupWrite(writes map[string]*mvccpb.KeyValue, key []byte) (kv *mvccpb.KeyValue, ok bool) {
+	kv, ok = writes[string(key)]
+	if ok && isTombstone(kv) {
+		return nil, true
+	}
+	return kv, ok
 }
 
 // rangeBefore returns the live records of [key, end) before this request.

@@ -80,7 +80,7 @@ func (s *Store) submit(ctx context.Context, req *writeReq) (*txnView, error) {
 // engine, without a round trip back to this node in between (at a few
 // round trips per group, that is a quarter of a group's time). The lock
 // still orders them; the next one evaluates only once the one before has
-// finished (pipelineGroup).
+// finished (runGroup).
 func (s *Store) writerLoop() {
 	defer s.stopped.Done()
 	var next *writeReq
@@ -282,9 +282,6 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	st.letNextStart()
 	err = etx.Commit(ctx)
 	committed = true
-	if err != nil && len(g.revisions) > 0 {
-		s.feed.forget(g.counter+1, len(g.revisions))
-	}
 	if err == nil {
 		s.groups.Add(1)
 		s.groupedRequests.Add(int64(len(group)))
@@ -411,17 +408,11 @@ func (s *Store) WriterStats() WriterStats {
 
 // get is key's record after the group's requests so far.
 func (g *writeGroup) get(key []byte) (*mvccpb.KeyValue, error) {
-	if kv, ok := g.overlay[string(key)]; ok {
-		if isTombstone(kv) {
-			return nil, nil
-		}
+	if kv, ok := lookupWrite(g.overlay, key); ok {
 		return kv, nil
 	}
 	for i := len(g.pending) - 1; i >= 0; i-- {
-		if kv, ok := g.pending[i].writes[string(key)]; ok {
-			if isTombstone(kv) {
-				return nil, nil
-			}
+		if kv, ok := lookupWrite(g.pending[i].writes, key); ok {
 			return kv, nil
 		}
 	}
@@ -475,7 +466,11 @@ func (g *writeGroup) write() error {
 	// A stable key order keeps lock acquisition deterministic.
 	slices.SortFunc(puts, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
 	slices.SortFunc(removes, bytes.Compare)
-	hist := make([]Entry, 0, len(g.revisions))
+	events := 0
+	for _, evs := range g.revisions {
+		events += len(evs)
+	}
+	hist := make([]Entry, 0, events)
 	revlog := make([]Entry, 0, len(g.revisions))
 	for i, evs := range g.revisions {
 		rev := g.counter + 1 + int64(i)
