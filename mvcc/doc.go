@@ -2,13 +2,15 @@
 // watches, leases, compaction — written once over the small transactional
 // Engine interface (engine.go).
 //
-// Flow: server/ validates a request and calls Store. Writes run as one
-// pessimistic engine transaction each (kvstore_txn.go) that locks the revision
-// counter, evaluates the request against the state at that counter, and writes
-// kv, history, revlog and the counter. Nothing is applied to memory on the
-// write path: every committed revision comes back through the change feed
-// (feed.go: engine subscription → ordering → safeinterval), which applies it
-// to the in-memory index (index.go, key_index.go) and wakes watchers
-// (watchable.go) strictly in revision order, each revision once. Reads are
-// served from the index (kvstore_read.go).
+// Flow: server/ validates a request and calls Store. Writes go to the node's
+// one writer (writer.go), which groups pending requests into one pessimistic
+// engine transaction that locks the revision counter, evaluates each request
+// against the state at that counter, and writes kv, history, revlog and the
+// counter. Every committed revision reaches the in-memory index (index.go,
+// key_index.go) and the watchers (watchable.go) through the feed (feed.go:
+// engine subscription → ordering → safeinterval), strictly in revision order,
+// each revision once: the node's own groups as soon as their commit returns,
+// other nodes' through the change notifications, confirmed by the counter
+// (records.go says why a revlog entry alone is not trusted). Reads are served
+// from the index (kvstore_read.go).
 package mvcc

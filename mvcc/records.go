@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -13,8 +14,8 @@ import (
 const (
 	tableKV      = "kv"      // user key → mvccpb.KeyValue, the latest version; absent when deleted
 	tableHistory = "history" // historyKey(rev, sub) → mvccpb.Event as written at that revision
-	tableRevlog  = "revlog"  // revisionKey(rev) → every event of that revision (encodeEvents)
-	tableMeta    = "meta"    // metaRevision → revision and nonce (encodeCounter), metaCompact → 8-byte big-endian revision
+	tableRevlog  = "revlog"  // revlogKey(rev, nonce) → the group's span and every event of that revision (encodeRevlogEntry)
+	tableMeta    = "meta"    // metaRevision → the last committed group (encodeCounter), metaCompact → 8-byte big-endian revision
 	tableLeases  = "leases"  // revisionKey(lease id) → encodeLease
 )
 
@@ -30,32 +31,152 @@ func revisionKey(rev int64) []byte {
 	return b
 }
 
-// The revision counter is stored as the revision (8 bytes, big-endian)
-// followed by a nonce (8 bytes) that the write group holding the counter's
-// lock sets first thing in its transaction (writer.go, claimCounter). The
-// group's final compare-and-swap expects its own nonce: should the engine
-// apply that operation late, outside a transaction that was rolled back
-// (ignite/NOTES.md), the counter no longer holds the nonce and nothing
-// changes. A counter of 8 bytes (no nonce) is read as well.
+// The revision counter (meta "revision") records the last committed write
+// group: its last and first revision and its nonce, a random number every
+// revlog entry of that group carries in its key (revlogKey). A revision is
+// trusted only as written by a group a committed counter value names, so
+// a write the engine applies late, outside a transaction that was rolled
+// back (ignite/NOTES.md), is never mistaken for a committed one: its nonce
+// is one no committed counter ever held.
+//
+// A fourth field, the claim, is set by the group holding the counter's lock
+// first thing in its transaction (writer.go, claimCounter); the group's final
+// compare-and-swap expects it, so that operation, applied late, changes
+// nothing. The forms of earlier versions (8 bytes: the revision; 16 bytes:
+// revision and claim) are read as counters of nonce 0, whose revisions are
+// in revlog under the 8-byte keys of those versions (legacy entries).
 
-// encodeCounter is the stored form of revision rev with nonce.
-func encodeCounter(rev int64, nonce uint64) []byte {
+// counterValue is the decoded revision counter.
+type counterValue struct {
+	last, first int64 // the last group's revisions (first 0: unknown, a legacy counter)
+	nonce       uint64
+	claim       uint64
+}
+
+const counterSize = 32
+
+// encodeCounter is the counter's stored form.
+func encodeCounter(c counterValue) []byte {
+	b := make([]byte, counterSize)
+	binary.BigEndian.PutUint64(b, uint64(c.last))
+	binary.BigEndian.PutUint64(b[8:], uint64(c.first))
+	binary.BigEndian.PutUint64(b[16:], c.nonce)
+	binary.BigEndian.PutUint64(b[24:], c.claim)
+	return b
+}
+
+// decodeCounterValue decodes the revision counter; an empty store is at
+// revision 1, as etcd's is, so the first write gets revision 2.
+func decodeCounterValue(b []byte) (counterValue, error) {
+	switch len(b) {
+	case 0:
+		if b == nil {
+			return counterValue{last: 1}, nil
+		}
+	case 8, 16: // earlier versions: revision, then a claim
+		return counterValue{last: int64(binary.BigEndian.Uint64(b))}, nil
+	case counterSize:
+		c := counterValue{
+			last:  int64(binary.BigEndian.Uint64(b)),
+			first: int64(binary.BigEndian.Uint64(b[8:])),
+			nonce: binary.BigEndian.Uint64(b[16:]),
+			claim: binary.BigEndian.Uint64(b[24:]),
+		}
+		if c.nonce != 0 && (c.first < 2 || c.first > c.last) {
+			return counterValue{}, fmt.Errorf("mvcc: bad revision counter: revisions %d..%d", c.first, c.last)
+		}
+		return c, nil
+	}
+	return counterValue{}, fmt.Errorf("mvcc: bad revision counter of %d bytes", len(b))
+}
+
+// decodeCounter decodes the counter's revision.
+func decodeCounter(b []byte) (int64, error) {
+	c, err := decodeCounterValue(b)
+	return c.last, err
+}
+
+// newNonce returns a random nonce; 0 is reserved for legacy entries.
+func newNonce() uint64 {
+	for {
+		if n := rand.Uint64(); n != 0 {
+			return n
+		}
+	}
+}
+
+// revlogKey names revision rev as written by the group of nonce: a
+// rolled-back group's entry, written late, lands beside the committed one
+// instead of over it.
+func revlogKey(rev int64, nonce uint64) []byte {
 	b := make([]byte, 16)
 	binary.BigEndian.PutUint64(b, uint64(rev))
 	binary.BigEndian.PutUint64(b[8:], nonce)
 	return b
 }
 
-// decodeCounter decodes the revision counter; an empty store is at
-// revision 1, as etcd's is, so the first write gets revision 2.
-func decodeCounter(b []byte) (int64, error) {
-	if b == nil {
-		return 1, nil
+// decodeRevlogKey decodes a revlog key; an 8-byte key is a legacy entry
+// (nonce 0).
+func decodeRevlogKey(b []byte) (rev int64, nonce uint64, err error) {
+	switch len(b) {
+	case 8:
+		rev = int64(binary.BigEndian.Uint64(b))
+	case 16:
+		rev, nonce = int64(binary.BigEndian.Uint64(b)), binary.BigEndian.Uint64(b[8:])
+		if nonce == 0 {
+			return 0, 0, fmt.Errorf("mvcc: revlog key of nonce 0")
+		}
+	default:
+		return 0, 0, fmt.Errorf("mvcc: bad revlog key of %d bytes", len(b))
 	}
-	if len(b) == 16 {
-		b = b[:8]
+	if rev <= 0 {
+		return 0, 0, fmt.Errorf("mvcc: revlog key of revision %d", rev)
 	}
-	return decodeRevision(b)
+	return rev, nonce, nil
+}
+
+// groupSpan is what every revlog entry of a write group says about it: its
+// revisions and the nonce of the group before it (the one the counter
+// named when this group took it; 0 if legacy). Following prev from the
+// counter walks the committed groups back, which is how a node that missed
+// notifications finds the nonces of the revisions it lacks.
+type groupSpan struct {
+	first, last int64
+	prev        uint64
+}
+
+const spanSize = 24
+
+// encodeRevlogEntry is a revlog entry of a group: its span, then the
+// revision's events as joinEvents writes them.
+func encodeRevlogEntry(sp groupSpan, events []byte) []byte {
+	b := make([]byte, spanSize, spanSize+len(events))
+	binary.BigEndian.PutUint64(b, uint64(sp.first))
+	binary.BigEndian.PutUint64(b[8:], uint64(sp.last))
+	binary.BigEndian.PutUint64(b[16:], sp.prev)
+	return append(b, events...)
+}
+
+// decodeRevlogEntry decodes the entry of revision rev; a legacy entry
+// (nonce 0) is the events alone.
+func decodeRevlogEntry(rev int64, nonce uint64, b []byte) (groupSpan, []*mvccpb.Event, error) {
+	if nonce == 0 {
+		evs, err := decodeEvents(b)
+		return groupSpan{first: rev, last: rev}, evs, err
+	}
+	if len(b) < spanSize {
+		return groupSpan{}, nil, errBadEvents
+	}
+	sp := groupSpan{
+		first: int64(binary.BigEndian.Uint64(b)),
+		last:  int64(binary.BigEndian.Uint64(b[8:])),
+		prev:  binary.BigEndian.Uint64(b[16:]),
+	}
+	if sp.first < 2 || sp.first > rev || rev > sp.last {
+		return groupSpan{}, nil, fmt.Errorf("mvcc: revlog entry of revision %d names revisions %d..%d", rev, sp.first, sp.last)
+	}
+	evs, err := decodeEvents(b[spanSize:])
+	return sp, evs, err
 }
 
 // decodeCompact decodes the compacted revision; a store never compacted is

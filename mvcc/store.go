@@ -28,13 +28,6 @@ type Config struct {
 	PollInterval time.Duration
 	// LeaseCheckInterval is how often expired leases are looked for.
 	LeaseCheckInterval time.Duration
-	// VoidRevisionAfter is how long a revision the counter has passed may
-	// stay absent from revlog before it is recorded as a revision without
-	// changes, so that the feed moves on (default 3 s). Only an engine
-	// applying a transaction's counter write without the rest can cause
-	// that (its revlog write was then already done, inside the transaction
-	// that rolled back, so none can still arrive); it is logged as an error.
-	VoidRevisionAfter time.Duration
 	// MinLeaseTTL is the smallest TTL granted, in seconds (etcd's default
 	// configuration gives 2).
 	MinLeaseTTL int64
@@ -68,9 +61,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.LeaseCheckInterval == 0 {
 		c.LeaseCheckInterval = 500 * time.Millisecond
-	}
-	if c.VoidRevisionAfter == 0 {
-		c.VoidRevisionAfter = 3 * time.Second
 	}
 	if c.MinLeaseTTL == 0 {
 		c.MinLeaseTTL = 2
@@ -110,11 +100,6 @@ type Store struct {
 	// groups and groupedRequests count committed write groups and the
 	// requests in them.
 	groups, groupedRequests atomic.Int64
-	// ownUnreleased holds the groups this node's writer committed that the
-	// feed may not have released yet, oldest first; only the writer
-	// goroutine touches it (writer.go, pendingOwnWrites).
-	ownUnreleased   []committedGroup
-	pipelinedGroups atomic.Int64 // groups that evaluated on ownUnreleased
 	// nextCounter is the counter's stored form as the writer's latest group
 	// leaves it if it commits (claimCounter); groups set it in order.
 	nextCounter []byte
@@ -124,9 +109,6 @@ type Store struct {
 
 	counters     counterReader // batches linearizable counter reads
 	counterReads atomic.Int64
-	// revlogConflicts counts released revisions whose revlog entry later
-	// came back different (see feed.checkReleased).
-	revlogConflicts atomic.Int64
 	// laggingWatchers counts watchers cancelled for falling more than
 	// Config.WatchMaxLag revisions behind.
 	laggingWatchers atomic.Int64
@@ -198,12 +180,13 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	if err := s.feed.subscribe(ctx); err != nil {
 		return nil, err
 	}
-	counter, _, err := s.readMeta(ctx)
+	cv, _, err := s.readMetaValue(ctx)
 	if err != nil {
 		s.feed.cancel()
 		return nil, err
 	}
-	if err := s.load(ctx, counter); err != nil {
+	counter := cv.last
+	if err := s.load(ctx, cv); err != nil {
 		s.feed.cancel()
 		return nil, err
 	}
@@ -238,31 +221,64 @@ func (s *Store) Close() {
 
 // readMeta reads the revision counter and the compacted revision, unlocked.
 func (s *Store) readMeta(ctx context.Context) (counter, compact int64, err error) {
-	vals, err := s.eng.GetAll(ctx, s.tables.meta, [][]byte{metaRevision, metaCompact})
-	if err != nil {
-		return 0, 0, err
-	}
-	if counter, err = decodeCounter(vals[0]); err != nil {
-		return 0, 0, err
-	}
-	if compact, err = decodeCompact(vals[1]); err != nil {
-		return 0, 0, err
-	}
-	return counter, compact, nil
+	cv, compact, err := s.readMetaValue(ctx)
+	return cv.last, compact, err
 }
 
-// load builds the index and event log up to counter. Revisions from the
-// compacted one on come from revlog, which a revision's commit writes last
-// together with the counter and which is therefore trusted; history serves
-// only the versions below the compacted revision that compaction kept.
-func (s *Store) load(ctx context.Context, counter int64) error {
-	// The compacted revision is read first: a compaction running during
-	// the load removes only revlog entries below its own (higher) revision
-	// and history entries superseded there, which this load then needs
-	// neither of, as it compacts its index at the revision read after.
+// readMetaValue is readMeta with the whole counter: the last group's span
+// and nonce as well.
+func (s *Store) readMetaValue(ctx context.Context) (counterValue, int64, error) {
+	vals, err := s.eng.GetAll(ctx, s.tables.meta, [][]byte{metaRevision, metaCompact})
+	if err != nil {
+		return counterValue{}, 0, err
+	}
+	cv, err := decodeCounterValue(vals[0])
+	if err != nil {
+		return counterValue{}, 0, err
+	}
+	compact, err := decodeCompact(vals[1])
+	if err != nil {
+		return counterValue{}, 0, err
+	}
+	return cv, compact, nil
+}
+
+// maxLoadAttempts bounds how often a load starts over because a compaction
+// moved the compacted revision while it read.
+const maxLoadAttempts = 5
+
+// load builds the index and event log up to the counter cv. Revisions from
+// the compacted one on come from revlog, each from the entry of the group
+// that committed it: the counter names the last group, and each group's
+// entries name the one before (records.go), so entries that rolled-back
+// groups' operations wrote late, outside their transaction, are passed
+// over. History serves only the versions below the compacted revision that
+// compaction kept.
+func (s *Store) load(ctx context.Context, cv counterValue) error {
+	for attempt := 1; ; attempt++ {
+		done, err := s.loadOnce(ctx, cv)
+		if done || err != nil {
+			return err
+		}
+		if attempt == maxLoadAttempts {
+			return fmt.Errorf("mvcc: the compacted revision moved during each of %d loads", attempt)
+		}
+	}
+}
+
+// loadedGroup is one group's revlog entries, as the load scan found them.
+type loadedGroup struct {
+	span groupSpan
+	evs  map[int64][]*mvccpb.Event
+}
+
+// loadOnce is one attempt of load; it reports false, having changed nothing,
+// if the compacted revision moved while it read.
+func (s *Store) loadOnce(ctx context.Context, cv counterValue) (bool, error) {
+	counter := cv.last
 	_, compact, err := s.readMeta(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Revision 1 is the empty store's and never has a revlog entry.
 	first := max(compact, 2)
@@ -288,23 +304,66 @@ func (s *Store) load(ctx context.Context, counter int64) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
-	revs := map[int64][]*mvccpb.Event{}
+	groups := map[uint64]*loadedGroup{}
+	legacy := map[int64][]*mvccpb.Event{}
 	err = s.eng.Scan(ctx, s.tables.revlog, func(key, value []byte) error {
-		rev, err := decodeRevision(key)
+		rev, nonce, err := decodeRevlogKey(key)
 		if err != nil || rev < first || rev > counter {
-			return nil // the counter's own entry, purged or later revisions
+			return nil // purged or later revisions
 		}
-		evs, err := decodeEvents(value)
+		sp, evs, err := decodeRevlogEntry(rev, nonce, value)
 		if err != nil {
 			return fmt.Errorf("mvcc: revlog entry of revision %d: %w", rev, err)
 		}
-		revs[rev] = evs
+		if nonce == 0 {
+			legacy[rev] = evs
+			return nil
+		}
+		g := groups[nonce]
+		if g == nil {
+			g = &loadedGroup{span: sp, evs: map[int64][]*mvccpb.Event{}}
+			groups[nonce] = g
+		}
+		if g.span == sp {
+			g.evs[rev] = evs
+		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return false, err
+	}
+	_, compactAfter, err := s.readMeta(ctx)
+	if err != nil {
+		return false, err
+	}
+	if compactAfter != compact {
+		return false, nil
+	}
+	// Follow the committed groups from the counter's down to first.
+	revs := make([][]*mvccpb.Event, max(counter-first+1, 0))
+	last, nonce := counter, cv.nonce
+	for last >= first && nonce != 0 {
+		g := groups[nonce]
+		if g == nil || g.span.last != last {
+			return false, fmt.Errorf("mvcc: revlog lacks the committed write group %016x that ends at revision %d", nonce, last)
+		}
+		for rev := max(g.span.first, first); rev <= last; rev++ {
+			evs, ok := g.evs[rev]
+			if !ok {
+				return false, fmt.Errorf("mvcc: revlog lacks revision %d of the committed write group %016x", rev, nonce)
+			}
+			revs[rev-first] = evs
+		}
+		last, nonce = g.span.first-1, g.span.prev
+	}
+	for rev := first; rev <= last; rev++ { // stored by an earlier version
+		evs, ok := legacy[rev]
+		if !ok {
+			return false, fmt.Errorf("mvcc: revlog lacks revision %d", rev)
+		}
+		revs[rev-first] = evs
 	}
 	sort.Slice(kept, func(i, j int) bool {
 		if kept[i].rev != kept[j].rev {
@@ -312,10 +371,6 @@ func (s *Store) load(ctx context.Context, counter int64) error {
 		}
 		return kept[i].sub < kept[j].sub
 	})
-	_, compactAfter, err := s.readMeta(ctx)
-	if err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range kept {
@@ -323,25 +378,18 @@ func (s *Store) load(ctx context.Context, counter int64) error {
 	}
 	s.events.first = first
 	s.safePoint = first - 1
-	for rev := first; rev <= counter; rev++ {
-		evs, ok := revs[rev]
-		if !ok {
-			// Committed revisions are all in revlog; one can only be
-			// missing if the counter was written without it. The feed's
-			// gap fill and repair (feed.absent) deal with it.
-			s.safePoint = rev - 1
-			break
-		}
-		for i, ev := range evs {
-			s.ix.apply(ev, i)
+	for i, evs := range revs {
+		rev := first + int64(i)
+		for sub, ev := range evs {
+			s.ix.apply(ev, sub)
 		}
 		s.events.appendRev(rev, evs)
 		s.safePoint = rev
 	}
-	s.ix.compact(compactAfter)
-	s.events.trimBefore(compactAfter)
-	s.compactRev = max(compact, compactAfter)
-	return nil
+	s.ix.compact(compact)
+	s.events.trimBefore(compact)
+	s.compactRev = compact
+	return true, nil
 }
 
 // wakeLocked wakes everyone waiting for the released state to move; mu held.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -40,13 +39,10 @@ type writeReq struct {
 	// directly (lease revoke, compaction) or read history at revisions a
 	// group may not have committed yet.
 	solo bool
-	// blind requests read no keys, so their group does not wait for the
-	// index (the repair of a missing revision, which that wait would need).
-	blind bool
-	fn    func(v *txnView) error
-	view  *txnView
-	err   error
-	done  chan struct{}
+	fn   func(v *txnView) error
+	view *txnView
+	err  error
+	done chan struct{}
 }
 
 // update queues fn for the writer and waits for its group to commit. If ctx
@@ -137,23 +133,20 @@ type writeGroup struct {
 	ctx        context.Context
 	etx        Txn
 	counter    int64  // revision counter locked at the start
-	counterRaw []byte // its stored form with this group's nonce, expected by the final compare-and-swap
+	counterRaw []byte // its stored form with this group's claim, expected by the final compare-and-swap
+	prev       uint64 // the nonce of the group the counter named (records.go)
+	nonce      uint64 // this group's nonce, in its revlog keys and, once committed, the counter
 	compactRev int64
 	rev        int64                       // last revision assigned so far
 	overlay    map[string]*mvccpb.KeyValue // effects of the group's requests so far
-	// pending are this writer's committed groups not yet in the index,
-	// oldest first (pendingOwnWrites); the index plus them is the
-	// keyspace at counter.
-	pending   []committedGroup
-	revisions [][]*mvccpb.Event // events of counter+1, counter+2, ...
-	revlog    [][]byte          // their revlog entries, once written
-	other     bool              // a solo request wrote other tables
+	revisions  [][]*mvccpb.Event           // events of counter+1, counter+2, ...
+	other      bool                        // a solo request wrote other tables
 }
 
 func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	defer func() {
 		// Finished in order: the next group relies on everything before
-		// it having recorded its outcome (ownUnreleased) once this is.
+		// it having released its revisions (feed.confirm) once this is.
 		if st.prev != nil {
 			<-st.prev
 		}
@@ -170,6 +163,14 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 			}
 			close(r.done)
 		}
+	}
+	// A node whose change feed is lost answers "no leader" to reads that
+	// ask for one (server/leader.go), and cannot see other nodes' writes:
+	// its writes fail too, until the feed is back (the poke retries it now).
+	if lost := s.feed.lostFor(); lost > 0 {
+		s.feed.poke()
+		finish(fmt.Errorf("%w: the change feed has been lost for %v", ErrEngineUnavailable, lost.Round(time.Millisecond)))
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
@@ -194,8 +195,8 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	err = g.claimCounter(group[0].solo)
 	s.counterWaitNanos.Add(int64(time.Since(locking)))
 	// Holding the lock, the previous group has committed or given up;
-	// wait for it to have recorded which (ownUnreleased), which its
-	// commit's response tells it about when the lock has passed here.
+	// wait for it to have released its revisions if it committed, which
+	// its commit's response tells it about when the lock has passed here.
 	if st.prev != nil {
 		<-st.prev
 	}
@@ -208,35 +209,19 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	// released every revision up to the counter it locked: no writer can
 	// commit meanwhile, so the index at counter is the exact current state.
 	// The kv table is never read back: it is written for Ignite users, and
-	// only revlog, written last with the counter, is trusted (an operation
-	// of a broken connection applied outside its transaction could have
-	// left a stale record there).
-	//
-	// Every revision the feed has not released yet may instead have been
-	// committed by this writer's own earlier groups: then their effects,
-	// which it still holds, complete the index exactly, and the group need
-	// not wait for its predecessor's changes to come back through the feed
-	// (a notification round trip per group, otherwise serial with the
-	// writes). Solo requests read the index directly (lease keys, history),
-	// so they always wait.
-	if !group[0].blind {
-		var own bool
-		if !group[0].solo {
-			g.pending, own = s.pendingOwnWrites(g.counter)
-		}
-		if !own {
-			// Bounded: if a revision below the counter never reaches revlog
-			// (feed.absent), its repair is a write too and must get the writer.
-			waiting := time.Now()
-			wctx, cancel := context.WithTimeout(ctx, feedWaitLimit)
-			err := s.waitFor(wctx, g.counter)
-			cancel()
-			s.viewWaitNanos.Add(int64(time.Since(waiting)))
-			if err != nil {
-				finish(fmt.Errorf("%w: this node's view has not reached revision %d: %v", ErrEngineUnavailable, g.counter, err))
-				return
-			}
-		}
+	// only revlog entries of committed groups are trusted (an operation of
+	// a broken connection applied outside its transaction could have left a
+	// stale record there). The node's own previous group was released when
+	// its commit returned (feed.confirm), before st.prev closed, so only
+	// other nodes' revisions can make this wait.
+	waiting := time.Now()
+	wctx, wcancel := context.WithTimeout(ctx, feedWaitLimit)
+	err = s.waitFor(wctx, g.counter)
+	wcancel()
+	s.viewWaitNanos.Add(int64(time.Since(waiting)))
+	if err != nil {
+		finish(fmt.Errorf("%w: this node's view has not reached revision %d: %v", ErrEngineUnavailable, g.counter, err))
+		return
 	}
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
@@ -274,7 +259,7 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		}
 	}
 	if len(g.revisions) > 0 {
-		s.feed.expect(g.counter+1, g.revisions, g.revlog)
+		s.feed.expect(g.nonce, groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}, g.revisions)
 	}
 	// What the counter holds once this commits; the next group expects it
 	// (claimCounter), and finds otherwise if the commit fails.
@@ -286,74 +271,36 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		s.groups.Add(1)
 		s.groupedRequests.Add(int64(len(group)))
 		if len(g.revisions) > 0 {
-			// Only a commit known to have succeeded: after an unknown
-			// outcome the next group finds revisions it cannot vouch for
-			// and waits for the feed.
-			s.ownUnreleased = append(s.ownUnreleased, committedGroup{first: g.counter + 1, last: g.rev, writes: g.overlay})
+			// Released now, with no notification round trip. After an
+			// unknown outcome, the counter's notification tells.
+			s.feed.confirm(g.nonce, groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev})
 		}
 	}
 	finish(err)
 }
 
-// committedGroup is what one committed write group changed: revisions
-// first..last, and each key's record after them (tombstones for deletes).
-type committedGroup struct {
-	first, last int64
-	writes      map[string]*mvccpb.KeyValue
-}
-
-// pendingOwnWrites drops the groups the feed has released and reports
-// whether the rest cover every revision from the safe point up to counter,
-// which this writer has locked: then the index plus their writes, oldest
-// first, is the keyspace at counter. Only the writer goroutine calls it.
-func (s *Store) pendingOwnWrites(counter int64) ([]committedGroup, bool) {
-	s.mu.RLock()
-	safe := s.safePoint
-	s.mu.RUnlock()
-	own := s.ownUnreleased
-	i := 0
-	for i < len(own) && own[i].last <= safe {
-		i++
-	}
-	own = own[i:]
-	s.ownUnreleased = slices.Clip(own)
-	if safe >= counter {
-		return nil, true
-	}
-	if len(own) == 0 || own[len(own)-1].last != counter || own[0].first > safe+1 {
-		return nil, false // another node wrote meanwhile, or an outcome was unknown
-	}
-	for j := 1; j < len(own); j++ {
-		if own[j].first != own[j-1].last+1 {
-			return nil, false
-		}
-	}
-	s.pipelinedGroups.Add(1)
-	return own, true
-}
-
-// claimCounter locks the revision counter and sets a nonce of this group's
+// claimCounter locks the revision counter and sets a claim of this group's
 // in it, inside the transaction (records.go): the final compare-and-swap
-// expects that nonce, so it can only succeed within this transaction. When
+// expects that claim, so it can only succeed within this transaction. When
 // the counter should still hold what this node's previous group committed
 // (nextCounter), one compare-and-swap both locks and claims it; otherwise,
 // or if another node wrote since, the counter is read first. Solo groups
 // always read it, with the compacted revision (they check against it).
 func (g *writeGroup) claimCounter(solo bool) error {
 	s, t := g.s, &g.s.tables
-	nonce := rand.Uint64()
 	if exp := s.nextCounter; exp != nil && !solo {
-		rev, err := decodeCounter(exp)
+		cv, err := decodeCounterValue(exp)
 		if err != nil {
 			return err
 		}
-		claim := encodeCounter(rev, nonce)
+		cv.claim = newNonce()
+		claim := encodeCounter(cv)
 		ok, err := g.etx.Replace(g.ctx, t.meta, metaRevision, exp, claim)
 		if err != nil {
 			return err
 		}
 		if ok {
-			g.counter, g.counterRaw = rev, claim
+			g.counter, g.prev, g.counterRaw = cv.last, cv.nonce, claim
 			g.compactRev = s.CompactRevision() // not consulted by non-solo groups
 			return nil
 		}
@@ -362,13 +309,16 @@ func (g *writeGroup) claimCounter(solo bool) error {
 	if err != nil {
 		return err
 	}
-	if g.counter, err = decodeCounter(meta[0]); err != nil {
+	cv, err := decodeCounterValue(meta[0])
+	if err != nil {
 		return err
 	}
 	if g.compactRev, err = decodeCompact(meta[1]); err != nil {
 		return err
 	}
-	claim := encodeCounter(g.counter, nonce)
+	g.counter, g.prev = cv.last, cv.nonce
+	cv.claim = newNonce()
+	claim := encodeCounter(cv)
 	ok, err := g.etx.Replace(g.ctx, t.meta, metaRevision, meta[0], claim)
 	if err != nil {
 		return err
@@ -386,9 +336,6 @@ type WriterStats struct {
 	// Groups and Requests count committed write groups and the requests
 	// they carried (their ratio is the mean group size).
 	Groups, Requests int64
-	// Pipelined counts groups that evaluated on the writer's own unreleased
-	// groups instead of waiting for the feed.
-	Pipelined int64
 	// GroupTime is the time spent in groups, begin to commit (two
 	// overlap); CounterWait the part spent getting the revision counter's
 	// lock (the node's previous group holds it while it commits, other
@@ -400,7 +347,7 @@ type WriterStats struct {
 // WriterStats reports the writer's cumulative figures.
 func (s *Store) WriterStats() WriterStats {
 	return WriterStats{
-		Groups: s.groups.Load(), Requests: s.groupedRequests.Load(), Pipelined: s.pipelinedGroups.Load(),
+		Groups: s.groups.Load(), Requests: s.groupedRequests.Load(),
 		GroupTime: time.Duration(s.groupNanos.Load()), CounterWait: time.Duration(s.counterWaitNanos.Load()),
 		ViewWait: time.Duration(s.viewWaitNanos.Load()),
 	}
@@ -410,11 +357,6 @@ func (s *Store) WriterStats() WriterStats {
 func (g *writeGroup) get(key []byte) (*mvccpb.KeyValue, error) {
 	if kv, ok := lookupWrite(g.overlay, key); ok {
 		return kv, nil
-	}
-	for i := len(g.pending) - 1; i >= 0; i-- {
-		if kv, ok := lookupWrite(g.pending[i].writes, key); ok {
-			return kv, nil
-		}
 	}
 	g.s.mu.RLock()
 	defer g.s.mu.RUnlock()
@@ -435,9 +377,6 @@ func (g *writeGroup) rangeKeys(key, end []byte) ([]*mvccpb.KeyValue, error) {
 	g.s.mu.RLock()
 	kvs, _ := g.s.ix.rangeAt(key, end, g.counter, 0, false)
 	g.s.mu.RUnlock()
-	for _, p := range g.pending {
-		kvs = mergeOverlay(kvs, p.writes, key, end)
-	}
 	return mergeOverlay(kvs, g.overlay, key, end), nil
 }
 
@@ -472,6 +411,8 @@ func (g *writeGroup) write() error {
 	}
 	hist := make([]Entry, 0, events)
 	revlog := make([]Entry, 0, len(g.revisions))
+	g.nonce = newNonce()
+	span := groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}
 	for i, evs := range g.revisions {
 		rev := g.counter + 1 + int64(i)
 		ms := make([][]byte, len(evs))
@@ -479,8 +420,7 @@ func (g *writeGroup) write() error {
 			ms[sub], _ = ev.Marshal()
 			hist = append(hist, Entry{Key: historyKey(rev, sub), Value: ms[sub]})
 		}
-		revlog = append(revlog, Entry{Key: revisionKey(rev), Value: joinEvents(ms)})
-		g.revlog = append(g.revlog, revlog[len(revlog)-1].Value)
+		revlog = append(revlog, Entry{Key: revlogKey(rev, g.nonce), Value: encodeRevlogEntry(span, joinEvents(ms))})
 	}
 	ctx, etx, t := g.ctx, g.etx, &g.s.tables
 	if len(puts) > 0 {
@@ -501,9 +441,10 @@ func (g *writeGroup) write() error {
 	}
 	// The counter goes last, as a compare-and-swap: should the engine
 	// apply this operation late, outside the transaction (a connection lost
-	// with it in flight; ignite/NOTES.md), it cannot move the counter back
-	// over revisions committed meanwhile.
-	final := encodeCounter(g.rev, rand.Uint64())
+	// with it in flight; ignite/NOTES.md), it finds the claim gone and
+	// changes nothing. Committed, it names this group's revisions and
+	// nonce: from then on, and only then, its revlog entries are trusted.
+	final := encodeCounter(counterValue{last: g.rev, first: span.first, nonce: g.nonce})
 	ok, err := etx.Replace(ctx, t.meta, metaRevision, g.counterRaw, final)
 	if err != nil {
 		return err

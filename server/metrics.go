@@ -129,8 +129,6 @@ var (
 		"Write groups committed: each is one storage transaction carrying one or more etcd write requests.", nil, nil)
 	descWriteGroupRequests = prometheus.NewDesc("ignetcd_write_group_requests_total",
 		"Write requests carried by committed write groups (divided by ignetcd_write_groups_total: the mean group size).", nil, nil)
-	descWriteGroupsPipelined = prometheus.NewDesc("ignetcd_write_groups_pipelined_total",
-		"Write groups that evaluated on this node's own committed but not yet released groups instead of waiting for the change feed.", nil, nil)
 	descWriteGroupSeconds = prometheus.NewDesc("ignetcd_write_group_seconds_total",
 		"Time spent in write groups, from transaction start to commit (two groups overlap: the next one starts while the one before commits).", nil, nil)
 	descWriteCounterWait = prometheus.NewDesc("ignetcd_write_counter_wait_seconds_total",
@@ -146,7 +144,7 @@ var (
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRevision, descCompactRevision, descDBSize, descDBSizeInUse,
 		descHasLeader, descServerVersion, descClusterVersion, descStorageUp, descRoundTrip, descFeedLag,
-		descWriteGroups, descWriteGroupRequests, descWriteGroupsPipelined, descWriteGroupSeconds,
+		descWriteGroups, descWriteGroupRequests, descWriteGroupSeconds,
 		descWriteCounterWait, descWriteViewWait, descLaggingWatchers} {
 		ch <- d
 	}
@@ -183,7 +181,6 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ws := c.store.WriterStats()
 	counter(descWriteGroups, float64(ws.Groups))
 	counter(descWriteGroupRequests, float64(ws.Requests))
-	counter(descWriteGroupsPipelined, float64(ws.Pipelined))
 	counter(descWriteGroupSeconds, ws.GroupTime.Seconds())
 	counter(descWriteCounterWait, ws.CounterWait.Seconds())
 	counter(descWriteViewWait, ws.ViewWait.Seconds())
