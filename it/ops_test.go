@@ -747,15 +747,13 @@ func TestOpsBinaryIgniteTLSAndAuth(t *testing.T) {
 	b.stop(t)
 }
 
-// TestOpsHealthFeedBehind: a node whose change feed stops delivering is
-// unhealthy until it catches up, and /metrics shows its lag.
+// TestOpsHealthFeedBehind: a node that learns of another node's write but
+// cannot read it from storage yet is unhealthy until it catches up, and
+// /metrics shows its lag.
 func TestOpsHealthFeedBehind(t *testing.T) {
 	env := newEnv(t, "ignite")
 	ignitetest.NeedDouble(t, env.double)
-	// The lagging node never fills gaps by itself within the test.
-	lagging := env.startNode(t, nodeOptions{name: "lagging", cfg: func(c *embed.Config) {
-		c.Store.GapTimeout = time.Hour
-	}})
+	lagging := env.startNode(t, nodeOptions{name: "lagging"})
 	writer := env.startNode(t, nodeOptions{name: "writer"})
 	base := lagging.ClientURLs()[0]
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -763,22 +761,23 @@ func TestOpsHealthFeedBehind(t *testing.T) {
 		t.Fatalf("/health before: %d %s", code, body)
 	}
 
-	env.double.PauseNotifications()
+	env.double.HoldReads(env.prefix + "revlog")
+	defer env.double.ReleaseReads()
 	if _, err := newClient(t, writer.Endpoints()...).Put(testCtx(t), "unseen", "yet"); err != nil {
 		t.Fatal(err)
 	}
 	code, body := httpGet(t, hc, base+"/health")
 	if code != 503 || !strings.Contains(body, `"health":"false"`) || !strings.Contains(body, "change feed behind") {
-		t.Errorf("/health with the feed paused: %d %s, want 503 and the feed named", code, body)
+		t.Errorf("/health with revlog reads held: %d %s, want 503 and the feed named", code, body)
 	}
 	if lag, ok := metricValue(scrape(t, base), "ignetcd_feed_lag_revisions"); !ok || lag < 1 {
-		t.Errorf("ignetcd_feed_lag_revisions with the feed paused = %v (present: %v), want at least 1", lag, ok)
+		t.Errorf("ignetcd_feed_lag_revisions with revlog reads held = %v (present: %v), want at least 1", lag, ok)
 	}
 
-	env.double.ResumeNotifications()
+	env.double.ReleaseReads()
 	eventually(t, 10*time.Second, func() error {
 		if code, body := httpGet(t, hc, base+"/health"); code != 200 {
-			return fmt.Errorf("/health after the feed resumed: %d %s", code, body)
+			return fmt.Errorf("/health after reads resumed: %d %s", code, body)
 		}
 		return nil
 	})

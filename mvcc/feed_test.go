@@ -73,7 +73,7 @@ func TestFeedReleasesEveryRevisionOnceInOrder(t *testing.T) {
 	defer close(eng.stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := mvcc.Open(ctx, eng, mvcc.Config{GapTimeout: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond})
+	s, err := mvcc.Open(ctx, eng, mvcc.Config{PollInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func historyKey12(rev int64, sub uint32) []byte {
 func openStore(t *testing.T, eng mvcc.Engine) *mvcc.Store {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := mvcc.Open(ctx, eng, mvcc.Config{GapTimeout: 20 * time.Millisecond, PollInterval: 10 * time.Millisecond})
+	s, err := mvcc.Open(ctx, eng, mvcc.Config{PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

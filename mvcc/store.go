@@ -20,11 +20,9 @@ type Config struct {
 	// clusters can share one engine.
 	Prefix string
 	Logger zerolog.Logger
-	// GapTimeout is how long a missing revision may stay missing in the
-	// feed before it is read from revlog directly.
-	GapTimeout time.Duration
 	// PollInterval is how often the feed reads the counter and the compacted
-	// revision, to detect lost tail notifications and others' compactions.
+	// revision, to find revisions a lost notification did not announce,
+	// and others' compactions.
 	PollInterval time.Duration
 	// LeaseCheckInterval is how often expired leases are looked for.
 	LeaseCheckInterval time.Duration
@@ -53,9 +51,6 @@ type Config struct {
 const DefaultWatchMaxLag = 100000
 
 func (c *Config) setDefaults() {
-	if c.GapTimeout == 0 {
-		c.GapTimeout = 250 * time.Millisecond
-	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 100 * time.Millisecond
 	}
@@ -191,8 +186,9 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.feed.start(s.Revision())
-	s.stopped.Add(3)
+	s.stopped.Add(4)
 	go s.feed.run()
+	go s.feed.fetchLoop()
 	go s.leaseLoop()
 	go s.writerLoop()
 	if cfg.AutoCompaction.enabled() {
@@ -236,6 +232,8 @@ func (s *Store) readMetaValue(ctx context.Context) (counterValue, int64, error) 
 	if err != nil {
 		return counterValue{}, 0, err
 	}
+	s.feed.observe(cv) // the feed learns of other nodes' writes this way too
+	s.feed.reachable()
 	compact, err := decodeCompact(vals[1])
 	if err != nil {
 		return counterValue{}, 0, err
@@ -460,7 +458,6 @@ func (s *Store) waitFor(ctx context.Context, rev int64) error {
 	if s.Revision() >= rev { // released before the registration
 		return nil
 	}
-	s.feed.known(rev)
 	select {
 	case <-ch:
 		return nil

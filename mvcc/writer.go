@@ -164,14 +164,6 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 			close(r.done)
 		}
 	}
-	// A node whose change feed is lost answers "no leader" to reads that
-	// ask for one (server/leader.go), and cannot see other nodes' writes:
-	// its writes fail too, until the feed is back (the poke retries it now).
-	if lost := s.feed.lostFor(); lost > 0 {
-		s.feed.poke()
-		finish(fmt.Errorf("%w: the change feed has been lost for %v", ErrEngineUnavailable, lost.Round(time.Millisecond)))
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	started := time.Now()
@@ -258,9 +250,6 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 			return
 		}
 	}
-	if len(g.revisions) > 0 {
-		s.feed.expect(g.nonce, groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}, g.revisions)
-	}
 	// What the counter holds once this commits; the next group expects it
 	// (claimCounter), and finds otherwise if the commit fails.
 	s.nextCounter = g.counterRaw
@@ -268,12 +257,13 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	err = etx.Commit(ctx)
 	committed = true
 	if err == nil {
+		s.feed.reachable()
 		s.groups.Add(1)
 		s.groupedRequests.Add(int64(len(group)))
 		if len(g.revisions) > 0 {
 			// Released now, with no notification round trip. After an
 			// unknown outcome, the counter's notification tells.
-			s.feed.confirm(g.nonce, groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev})
+			s.feed.confirm(g.nonce, groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}, g.revisions)
 		}
 	}
 	finish(err)
@@ -313,6 +303,7 @@ func (g *writeGroup) claimCounter(solo bool) error {
 	if err != nil {
 		return err
 	}
+	s.feed.observe(cv) // committed: read under the lock
 	if g.compactRev, err = decodeCompact(meta[1]); err != nil {
 		return err
 	}

@@ -204,6 +204,9 @@ func (c *srvConn) keyOp(q *wire.CacheKeyRequest) ([]byte, error) {
 	if isNullRaw(key) {
 		return nil, nullArg("key")
 	}
+	if q.Code == wire.OpCacheGet {
+		c.srv.waitHeldReads(q.CacheID, q.Flags)
+	}
 	var lockKeys []ib.Raw
 	if q.Code != wire.OpCacheGet && q.Code != wire.OpCacheContainsKey {
 		lockKeys = []ib.Raw{key}
@@ -299,6 +302,9 @@ func (c *srvConn) keyValueOp(q *wire.CacheKeyValueRequest) ([]byte, error) {
 
 func (c *srvConn) keysOp(q *wire.CacheKeysRequest) ([]byte, error) {
 	st := c.srv.store
+	if q.Code == wire.OpCacheGetAll {
+		c.srv.waitHeldReads(q.CacheID, q.Flags)
+	}
 	keys := make([]ib.Raw, len(q.Keys))
 	for i, k := range q.Keys {
 		if isNullRaw(k) {

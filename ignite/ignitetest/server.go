@@ -87,6 +87,12 @@ type Server struct {
 	store *store
 	notif *notifier
 
+	// heldReads blocks reads outside transactions of one cache (by cache
+	// id) until closed (HoldReads).
+	heldMu    sync.Mutex
+	heldCache int32
+	heldReads chan struct{}
+
 	mu         sync.Mutex
 	nodes      []*node
 	conns      map[int64]*srvConn
@@ -201,6 +207,7 @@ func (s *Server) Close() {
 	conns := s.connList()
 	s.mu.Unlock()
 	close(s.store.closed)
+	s.ReleaseReads()
 	for _, c := range conns {
 		c.close()
 	}
@@ -342,6 +349,43 @@ func (s *Server) DropConnectionOnNextCommit(apply bool) {
 	s.store.mu.Lock()
 	s.store.dropCommit = &apply
 	s.store.mu.Unlock()
+}
+
+// HoldReads makes GET and GET_ALL outside transactions on cache wait until
+// ReleaseReads: a client that learns of a change but cannot read it yet,
+// as when a commit has not reached every partition or a node is slow.
+func (s *Server) HoldReads(cache string) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.heldReads == nil {
+		s.heldReads = make(chan struct{})
+	}
+	s.heldCache = ib.CacheID(cache)
+}
+
+// ReleaseReads lets reads held by HoldReads go on.
+func (s *Server) ReleaseReads() {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.heldReads != nil {
+		close(s.heldReads)
+		s.heldReads = nil
+	}
+}
+
+// waitHeldReads blocks a read outside a transaction of cache id while
+// HoldReads holds it.
+func (s *Server) waitHeldReads(id int32, flags int8) {
+	if flags&wire.CacheFlagTransactional != 0 {
+		return
+	}
+	s.heldMu.Lock()
+	ch := s.heldReads
+	held := ch != nil && s.heldCache == id
+	s.heldMu.Unlock()
+	if held {
+		<-ch
+	}
 }
 
 // PauseNotifications holds continuous-query notifications back until
