@@ -98,6 +98,13 @@ type Store struct {
 	// nextCounter is the counter's stored form as the writer's latest group
 	// leaves it if it commits (claimCounter); groups set it in order.
 	nextCounter []byte
+	// claimByRead makes the writer read the counter before claiming it
+	// instead of trying nextCounter first: set when another node's write
+	// made that compare-and-swap fail (under contention it would fail every
+	// time, an extra round trip while holding the lock), cleared when a
+	// read finds this node's own write there. Groups set it in order, as
+	// nextCounter.
+	claimByRead bool
 	// groupNanos, counterWaitNanos and viewWaitNanos add up the writer's
 	// time (WriterStats).
 	groupNanos, counterWaitNanos, viewWaitNanos atomic.Int64

@@ -278,7 +278,7 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 // always read it, with the compacted revision (they check against it).
 func (g *writeGroup) claimCounter(solo bool) error {
 	s, t := g.s, &g.s.tables
-	if exp := s.nextCounter; exp != nil && !solo {
+	if exp := s.nextCounter; exp != nil && !solo && !s.claimByRead {
 		cv, err := decodeCounterValue(exp)
 		if err != nil {
 			return err
@@ -294,6 +294,7 @@ func (g *writeGroup) claimCounter(solo bool) error {
 			g.compactRev = s.CompactRevision() // not consulted by non-solo groups
 			return nil
 		}
+		s.claimByRead = true // another node wrote: it probably will again
 	}
 	meta, err := g.etx.GetAll(g.ctx, t.meta, [][]byte{metaRevision, metaCompact})
 	if err != nil {
@@ -304,6 +305,9 @@ func (g *writeGroup) claimCounter(solo bool) error {
 		return err
 	}
 	s.feed.observe(cv) // committed: read under the lock
+	// Back to the one-operation claim once this node's own group was the
+	// last to write.
+	s.claimByRead = s.nextCounter == nil || !bytes.Equal(meta[0], s.nextCounter)
 	if g.compactRev, err = decodeCompact(meta[1]); err != nil {
 		return err
 	}
