@@ -148,13 +148,13 @@ type groupSpan struct {
 const spanSize = 24
 
 // encodeRevlogEntry is a revlog entry of a group: its span, then the
-// revision's events as joinEvents writes them.
-func encodeRevlogEntry(sp groupSpan, events []byte) []byte {
-	b := make([]byte, spanSize, spanSize+len(events))
+// revision's events (marshalled) as encodeEvents writes them.
+func encodeRevlogEntry(sp groupSpan, events [][]byte) []byte {
+	b := make([]byte, spanSize, spanSize+joinedSize(events))
 	binary.BigEndian.PutUint64(b, uint64(sp.first))
 	binary.BigEndian.PutUint64(b[8:], uint64(sp.last))
 	binary.BigEndian.PutUint64(b[16:], sp.prev)
-	return append(b, events...)
+	return appendEvents(b, events)
 }
 
 // decodeRevlogEntry decodes the entry of revision rev; a legacy entry
@@ -226,14 +226,22 @@ func encodeEvents(evs []*mvccpb.Event) []byte {
 	return joinEvents(ms)
 }
 
-// joinEvents is encodeEvents of events already marshalled (the write path
-// marshals each event once, for its history entry and its revlog entry).
+// joinEvents is encodeEvents of events already marshalled.
 func joinEvents(ms [][]byte) []byte {
+	return appendEvents(make([]byte, 0, joinedSize(ms)), ms)
+}
+
+// joinedSize bounds the size of joinEvents(ms).
+func joinedSize(ms [][]byte) int {
 	size := binary.MaxVarintLen64
 	for _, m := range ms {
 		size += binary.MaxVarintLen64 + len(m)
 	}
-	b := make([]byte, 0, size)
+	return size
+}
+
+// appendEvents appends joinEvents(ms) to b.
+func appendEvents(b []byte, ms [][]byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ms)))
 	for _, m := range ms {
 		b = binary.AppendUvarint(b, uint64(len(m)))

@@ -47,13 +47,22 @@ func FuzzDecodeEventsRoundTrip(f *testing.F) {
 func FuzzDecodeRecords(f *testing.F) {
 	f.Add(revisionKey(42))
 	f.Add(historyKey(7, 3))
+	f.Add(encodeCounter(counterValue{last: 9, first: 4, nonce: 1, claim: 2}))
+	f.Add(revlogKey(5, 8))
+	f.Add(encodeRevlogEntry(groupSpan{first: 2, last: 4, prev: 1}, nil))
 	f.Add(encodeLease(leaseRecord{ttl: 60, renewed: 1 << 50}))
 	f.Add([]byte(`{"ID":1,"Name":"n","ClientURLs":["http://a"],"Expires":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if rev, err := decodeRevision(b); err == nil && b != nil && !bytes.Equal(revisionKey(rev), b) {
 			t.Fatalf("revision % X decodes to %d, which encodes differently", b, rev)
 		}
-		decodeCounter(b)
+		if cv, err := decodeCounterValue(b); err == nil && len(b) == counterSize && !bytes.Equal(encodeCounter(cv), b) {
+			t.Fatalf("counter % X decodes to %+v, which encodes differently", b, cv)
+		}
+		if rev, nonce, err := decodeRevlogKey(b); err == nil && len(b) == 16 && !bytes.Equal(revlogKey(rev, nonce), b) {
+			t.Fatalf("revlog key % X decodes to %d/%d, which encodes differently", b, rev, nonce)
+		}
+		decodeRevlogEntry(3, 1, b)
 		decodeCompact(b)
 		if rev, sub, err := decodeHistoryKey(b); err == nil && !bytes.Equal(historyKey(rev, sub), b) {
 			t.Fatalf("history key % X decodes to %d/%d, which encodes differently", b, rev, sub)

@@ -68,3 +68,51 @@ func TestRevisionAndLeaseRecords(t *testing.T) {
 		t.Fatal("a 9e9 s lease expired after one second")
 	}
 }
+
+func TestCounterAndRevlogRecords(t *testing.T) {
+	cv := counterValue{last: 41, first: 30, nonce: 7, claim: 9}
+	if got, err := decodeCounterValue(encodeCounter(cv)); err != nil || got != cv {
+		t.Fatalf("counter round trip: %+v %v", got, err)
+	}
+	// Earlier versions' forms: the revision alone, then with a claim; both
+	// read as a counter of nonce 0 (legacy revlog entries).
+	for _, b := range [][]byte{revisionKey(41), append(revisionKey(41), revisionKey(5)...)} {
+		if got, err := decodeCounterValue(b); err != nil || got != (counterValue{last: 41}) {
+			t.Fatalf("legacy counter % X: %+v %v", b, got, err)
+		}
+	}
+	if got, err := decodeCounterValue(nil); err != nil || got != (counterValue{last: 1}) {
+		t.Fatalf("empty store: %+v %v", got, err)
+	}
+	for _, bad := range []counterValue{{last: 10, first: 11, nonce: 1}, {last: 10, first: 1, nonce: 1}} {
+		if _, err := decodeCounterValue(encodeCounter(bad)); err == nil {
+			t.Fatalf("counter %+v accepted", bad)
+		}
+	}
+	if rev, nonce, err := decodeRevlogKey(revlogKey(12, 99)); err != nil || rev != 12 || nonce != 99 {
+		t.Fatalf("revlog key round trip: %d %d %v", rev, nonce, err)
+	}
+	if rev, nonce, err := decodeRevlogKey(revisionKey(12)); err != nil || rev != 12 || nonce != 0 {
+		t.Fatalf("legacy revlog key: %d %d %v", rev, nonce, err)
+	}
+	if _, _, err := decodeRevlogKey(revlogKey(12, 0)); err == nil {
+		t.Fatal("a 16-byte revlog key of nonce 0 accepted")
+	}
+	evs := []*mvccpb.Event{{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte("k"), Value: []byte("v"), CreateRevision: 11, ModRevision: 11, Version: 1}}}
+	ms := make([][]byte, len(evs))
+	for i, ev := range evs {
+		ms[i], _ = ev.Marshal()
+	}
+	sp := groupSpan{first: 10, last: 12, prev: 5}
+	b := encodeRevlogEntry(sp, ms)
+	got, gotEvs, err := decodeRevlogEntry(11, 3, b)
+	if err != nil || got != sp || len(gotEvs) != 1 || gotEvs[0].Kv.String() != evs[0].Kv.String() {
+		t.Fatalf("revlog entry round trip: %+v %v %v", got, gotEvs, err)
+	}
+	if _, _, err := decodeRevlogEntry(13, 3, b); err == nil {
+		t.Fatal("an entry outside the span it names accepted")
+	}
+	if _, legacyEvs, err := decodeRevlogEntry(11, 0, joinEvents(ms)); err != nil || len(legacyEvs) != 1 {
+		t.Fatalf("legacy entry: %v %v", legacyEvs, err)
+	}
+}

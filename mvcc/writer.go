@@ -415,7 +415,7 @@ func (g *writeGroup) write() error {
 			ms[sub], _ = ev.Marshal()
 			hist = append(hist, Entry{Key: historyKey(rev, sub), Value: ms[sub]})
 		}
-		revlog = append(revlog, Entry{Key: revlogKey(rev, g.nonce), Value: encodeRevlogEntry(span, joinEvents(ms))})
+		revlog = append(revlog, Entry{Key: revlogKey(rev, g.nonce), Value: encodeRevlogEntry(span, ms)})
 	}
 	ctx, etx, t := g.ctx, g.etx, &g.s.tables
 	if len(puts) > 0 {
