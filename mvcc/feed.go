@@ -53,6 +53,11 @@ type feed struct {
 	committed map[uint64]*knownGroup
 	// knownTop is the highest revision known to have been committed.
 	knownTop int64
+	// committing holds the nonces of this node's groups whose commit is in
+	// flight: their counter notification may come before the commit's
+	// response, and the fetch loop leaves them to confirm (or, if the
+	// outcome is unknown, to the fetch after settle).
+	committing map[uint64]bool
 	// legacyTop is the highest revision stored by an earlier version (under
 	// an 8-byte key, without a nonce), as far as known; those are trusted.
 	legacyTop int64
@@ -74,6 +79,7 @@ func newFeed(s *Store) *feed {
 	return &feed{
 		s:            s,
 		committed:    map[uint64]*knownGroup{},
+		committing:   map[uint64]bool{},
 		missingSince: map[int64]time.Time{},
 		rule:         safeinterval.Contiguous{},
 		wake:         make(chan struct{}, 1),
@@ -169,10 +175,28 @@ func (f *feed) observe(cv counterValue) {
 	}
 }
 
+// committingOwn records that this node is committing the group of nonce.
+func (f *feed) committingOwn(nonce uint64) {
+	f.mu.Lock()
+	f.committing[nonce] = true
+	f.mu.Unlock()
+}
+
+// settle records that the commit of this node's group of nonce failed, or
+// its outcome is unknown: if the counter names the group after all, the
+// fetch loop reads it like another node's.
+func (f *feed) settle(nonce uint64) {
+	f.mu.Lock()
+	delete(f.committing, nonce)
+	f.mu.Unlock()
+	poke(f.fetch)
+}
+
 // confirm releases the revisions of a group this node committed, from the
 // writer's copy of their events.
 func (f *feed) confirm(nonce uint64, span groupSpan, revisions [][]*mvccpb.Event) {
 	f.mu.Lock()
+	delete(f.committing, nonce)
 	f.knownTop = max(f.knownTop, span.last)
 	f.confirmLocked(nonce, span.first, span.last, span.prev, true)
 	for i, evs := range revisions {
@@ -377,6 +401,9 @@ func (f *feed) wantedKeysLocked(max int) [][]byte {
 		found := false
 		for nonce, g := range f.committed {
 			if g.first != 0 && g.first <= rev && rev <= g.last {
+				if f.committing[nonce] {
+					return keys // this node's commit brings it
+				}
 				keys = append(keys, revlogKey(rev, nonce))
 				found = true
 				break

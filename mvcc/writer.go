@@ -254,8 +254,14 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	// (claimCounter), and finds otherwise if the commit fails.
 	s.nextCounter = g.counterRaw
 	st.letNextStart()
+	if len(g.revisions) > 0 {
+		s.feed.committingOwn(g.nonce)
+	}
 	err = etx.Commit(ctx)
 	committed = true
+	if err != nil && len(g.revisions) > 0 {
+		s.feed.settle(g.nonce)
+	}
 	if err == nil {
 		s.feed.reachable()
 		s.groups.Add(1)
