@@ -28,7 +28,8 @@
 //     (keys hashed to them), so events of different keys can overtake each
 //     other while events of one key stay in order;
 //   - fault injection: drop connections, stop and restart nodes (data is
-//     kept), pause, delay and reorder notifications, fail the next commit.
+//     kept), pause, delay and reorder notifications, fail the next commit,
+//     hold reads outside transactions of one cache (HoldReads).
 //
 // Options.Nodes > 1 gives several listeners over one store, which is how a
 // client sees a multi-node cluster for failover purposes.
