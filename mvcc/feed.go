@@ -216,24 +216,27 @@ func (f *feed) trustLocked(rev int64, evs []*mvccpb.Event) {
 }
 
 // entryLocked takes the revlog entry of revision rev read under the key of
-// a committed group (nonce; 0 for a legacy entry).
-func (f *feed) entryLocked(rev int64, nonce uint64, sp groupSpan, evs []*mvccpb.Event) {
+// a committed group (nonce; 0 for a legacy entry), and reports whether it
+// did.
+func (f *feed) entryLocked(rev int64, nonce uint64, sp groupSpan, evs []*mvccpb.Event) bool {
 	if nonce == 0 {
-		if rev <= f.legacyTop {
-			f.trustLocked(rev, evs)
+		if rev > f.legacyTop {
+			return false
 		}
-		return
+		f.trustLocked(rev, evs)
+		return true
 	}
 	g := f.committed[nonce]
 	if g == nil {
-		return // released meanwhile
+		return false // released meanwhile
 	}
 	if g.last != sp.last {
 		f.s.lg.Error().Int64("revision", rev).Uint64("nonce", nonce).Msg("ignoring a revlog entry that disagrees with the counter about its group's revisions")
-		return
+		return false
 	}
 	f.confirmLocked(nonce, sp.first, sp.last, sp.prev, true)
 	f.trustLocked(rev, evs)
+	return true
 }
 
 // confirmLocked records that the group of nonce, ending at last, has
@@ -351,7 +354,7 @@ func (f *feed) fetchLoop() {
 }
 
 // read reads revlog entries by key, takes those found, releases what it
-// can, and reports how many it found.
+// can, and reports how many it took.
 func (f *feed) read(keys [][]byte) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	vals, err := f.s.eng.GetAll(ctx, f.s.tables.revlog, keys)
@@ -372,9 +375,10 @@ func (f *feed) read(keys [][]byte) int {
 			f.s.lg.Error().Err(err).Int64("revision", rev).Msg("malformed revlog entry")
 			continue
 		}
-		found++
 		f.mu.Lock()
-		f.entryLocked(rev, nonce, sp, evs)
+		if f.entryLocked(rev, nonce, sp, evs) {
+			found++
+		}
 		f.mu.Unlock()
 	}
 	f.advance()
