@@ -80,11 +80,21 @@ type check struct {
 	run  func(context.Context) error
 }
 
-// livezChecks say whether the process should be restarted: only whether it
-// still serves local reads, never the storage's state (restarting would not
-// bring Ignite back).
+// livezChecks say whether the process should be restarted: whether it
+// still serves local reads, and whether its view can still catch up with
+// storage (restarting would not bring Ignite back, but it does reload a view
+// that fell behind the compacted revision).
 func (n *Node) livezChecks() []check {
-	return []check{{"serializable_read", n.serializableRead}}
+	return []check{{"serializable_read", n.serializableRead}, {"view_not_compacted_away", n.viewNotCompactedAway}}
+}
+
+// viewNotCompactedAway fails once the node's view lacks revisions that
+// compaction purged from storage.
+func (n *Node) viewNotCompactedAway(context.Context) error {
+	if c := n.store.BehindCompaction(); c != 0 {
+		return fmt.Errorf("this node is at revision %d, behind the compacted revision %d: storage no longer holds what it lacks; restart it to reload", n.store.Revision(), c)
+	}
+	return nil
 }
 
 // readyzChecks say whether the node should get traffic.

@@ -783,6 +783,54 @@ func TestOpsHealthFeedBehind(t *testing.T) {
 	})
 }
 
+// TestOpsLivezBehindCompaction: a node that could not read the revisions it
+// lacks before another node compacted past them fails /livez (restarting it
+// reloads the keyspace), and a node started afterwards serves the latest
+// state.
+func TestOpsLivezBehindCompaction(t *testing.T) {
+	env := newEnv(t, "ignite")
+	ignitetest.NeedDouble(t, env.double)
+	lagging := env.startNode(t, nodeOptions{name: "lagging"})
+	writer := env.startNode(t, nodeOptions{name: "writer"})
+	base := lagging.ClientURLs()[0]
+	hc := &http.Client{Timeout: 10 * time.Second}
+	env.double.HoldReads(env.prefix + "revlog")
+	defer env.double.ReleaseReads()
+	c := newClient(t, writer.Endpoints()...)
+	ctx := testCtx(t)
+	var last int64
+	for i := 0; i < 5; i++ {
+		p, err := c.Put(ctx, "k", fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p.Header.Revision
+	}
+	if _, err := c.Compact(ctx, last, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the lagging node's poll reads the compacted revision
+	if code, body := httpGet(t, hc, base+"/livez"); code != 200 {
+		t.Fatalf("/livez before the lagging node read anything: %d %s", code, body)
+	}
+	env.double.ReleaseReads()
+	eventually(t, 10*time.Second, func() error {
+		code, body := httpGet(t, hc, base+"/livez")
+		if code != 503 || !strings.Contains(body, "[-]view_not_compacted_away failed") || !strings.Contains(body, "restart it") {
+			return fmt.Errorf("/livez of a node behind the compacted revision: %d %s", code, body)
+		}
+		return nil
+	})
+	fresh := env.startNode(t, nodeOptions{name: "fresh"})
+	g, err := newClient(t, fresh.Endpoints()...).Get(ctx, "k")
+	if err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "4" || g.Kvs[0].Version != 5 {
+		t.Fatalf("a node started after the compaction: %+v %v", g, err)
+	}
+	if code, body := httpGet(t, hc, fresh.ClientURLs()[0]+"/livez"); code != 200 {
+		t.Fatalf("/livez of the fresh node: %d %s", code, body)
+	}
+}
+
 // TestOpsMetricsBasic: by default (etcd's --metrics=basic) RPCs are counted
 // but not timed, as in etcd.
 func TestOpsMetricsBasic(t *testing.T) {

@@ -64,7 +64,13 @@ type feed struct {
 	// missingSince records when a read first found absent an entry of a
 	// committed group, for the log.
 	missingSince map[int64]time.Time
-	releaseMu    sync.Mutex // keeps releases in order across goroutines
+	// storageCompact is the compacted revision as the poll last read it;
+	// behindCompaction is set once an entry this node lacks is found
+	// purged below it: the node cannot catch up and must be restarted to
+	// load the keyspace again (its /livez fails).
+	storageCompact   int64
+	behindCompaction int64
+	releaseMu        sync.Mutex // keeps releases in order across goroutines
 }
 
 // knownGroup is a write group known to have committed.
@@ -439,6 +445,13 @@ func (f *feed) wantedKeysLocked(max int) [][]byte {
 func (f *feed) missing(rev int64) {
 	const after = 10 * time.Second
 	f.mu.Lock()
+	if rev < f.storageCompact && f.behindCompaction == 0 {
+		f.behindCompaction = f.storageCompact
+		f.mu.Unlock()
+		f.s.lg.Error().Int64("revision", rev).Int64("compact_revision", f.storageCompact).
+			Msg("this node fell behind the compacted revision: storage no longer holds revisions it lacks; restart it to load the keyspace again")
+		return
+	}
 	since, ok := f.missingSince[rev]
 	if !ok {
 		f.missingSince[rev] = time.Now()
@@ -510,7 +523,18 @@ func (f *feed) poll(ctx context.Context) {
 		f.s.lg.Debug().Err(err).Msg("reading the revision counter failed")
 		return
 	}
+	f.mu.Lock()
+	f.storageCompact = compact
+	f.mu.Unlock()
 	if compact > f.s.CompactRevision() && compact <= f.s.Revision() {
 		f.s.applyCompaction(compact)
 	}
+}
+
+// behindCompacted reports the compacted revision this node fell behind, 0
+// if it did not.
+func (f *feed) behindCompacted() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.behindCompaction
 }

@@ -196,3 +196,71 @@ func TestGapFillFollowsGroupsFromTheCounter(t *testing.T) {
 		}
 	}
 }
+
+// gatedReads holds reads outside transactions of revlog until open is
+// closed, and delivers no notifications: a node cut off from storage's
+// revision log for a while.
+type gatedReads struct {
+	*memengine.Engine
+	open chan struct{}
+}
+
+func (e gatedReads) GetAll(ctx context.Context, table string, keys [][]byte) ([][]byte, error) {
+	if table == "revlog" {
+		select {
+		case <-e.open:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return e.Engine.GetAll(ctx, table, keys)
+}
+
+func (e gatedReads) Subscribe(ctx context.Context, table string, _ func(key, value []byte), onLost func(error)) (mvcc.Subscription, error) {
+	return e.Engine.Subscribe(ctx, table, func(_, _ []byte) {}, onLost)
+}
+
+// TestNodeBehindCompactionSaysSo: a node that could not read the revisions
+// it lacks before another node compacted past them and purged them cannot
+// catch up; it must say so (BehindCompaction, which fails its /livez), not
+// skip them or wait silently. A node loading the store afterwards serves
+// the compacted state.
+func TestNodeBehindCompactionSaysSo(t *testing.T) {
+	eng := memengine.New()
+	writer := openStore(t, eng)
+	gate := gatedReads{Engine: eng, open: make(chan struct{})}
+	lagging := openStore(t, gate)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ { // revisions 2..6
+		if _, err := writer.Put(ctx, &pb.PutRequest{Key: []byte("a"), Value: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := writer.Compact(ctx, 6, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the lagging node's poll sees the compaction
+	if lagging.BehindCompaction() != 0 {
+		t.Fatal("behind compaction before reading anything")
+	}
+	close(gate.open)
+	deadline := time.Now().Add(5 * time.Second)
+	for lagging.BehindCompaction() != 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lagging node (at revision %d) never reported it fell behind the compacted revision 6", lagging.Revision())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rev := lagging.Revision(); rev != 1 {
+		t.Fatalf("the lagging node moved to revision %d over purged revisions", rev)
+	}
+	if writer.BehindCompaction() != 0 {
+		t.Fatal("the compacting node reports itself behind")
+	}
+	loaded := openStore(t, eng)
+	r, err := loaded.Range(ctx, &pb.RangeRequest{Key: []byte("a")})
+	if err != nil || r.Header.Revision != 6 || string(r.Kvs[0].Value) != "4" || r.Kvs[0].Version != 5 {
+		t.Fatalf("a node loaded after the compaction: %+v %v", r, err)
+	}
+}

@@ -439,6 +439,12 @@ func (s *Store) Revision() int64 {
 // connected. It is ignetcd's "no leader".
 func (s *Store) StorageLostFor() time.Duration { return s.feed.lostFor() }
 
+// BehindCompaction reports the compacted revision this node fell behind (its
+// view lacks revisions that compaction has already purged from storage, as
+// after a long cut-off from it), or 0. Such a node stays at its revision; a
+// restart loads the keyspace again.
+func (s *Store) BehindCompaction() int64 { return s.feed.behindCompacted() }
+
 // CompactRevision returns the compacted revision as this node knows it.
 func (s *Store) CompactRevision() int64 {
 	s.mu.RLock()
