@@ -111,6 +111,11 @@ type subscription struct {
 	onLost func(error)
 }
 
+// GetAll reads the engine (which has no connections).
+func (s *subscription) GetAll(ctx context.Context, table string, keys [][]byte) ([][]byte, error) {
+	return s.e.GetAll(ctx, table, keys)
+}
+
 func (s *subscription) Cancel() {
 	s.e.subsMu.Lock()
 	delete(s.e.subs[s.table], s)

@@ -59,6 +59,12 @@ type Entry struct {
 
 // Subscription is a running Subscribe.
 type Subscription interface {
+	// GetAll is Engine.GetAll over the subscription's own connection: the
+	// change feed reads what it was told of there, so that its reads and
+	// the readers' requests never queue behind each other (design brief
+	// section 3: the writer, the readers and the feed use separate
+	// connections).
+	GetAll(ctx context.Context, table string, keys [][]byte) ([][]byte, error)
 	Cancel()
 }
 

@@ -362,8 +362,17 @@ func (f *feed) fetchLoop() {
 // read reads revlog entries by key, takes those found, releases what it
 // can, and reports how many it took.
 func (f *feed) read(keys [][]byte) int {
+	f.mu.Lock()
+	sub := f.sub
+	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	vals, err := f.s.eng.GetAll(ctx, f.s.tables.revlog, keys)
+	var vals [][]byte
+	var err error
+	if sub != nil {
+		vals, err = sub.GetAll(ctx, f.s.tables.revlog, keys) // the feed's connection
+	} else {
+		vals, err = f.s.eng.GetAll(ctx, f.s.tables.revlog, keys) // resubscribing: the poll found these
+	}
 	cancel()
 	if err != nil {
 		f.s.lg.Debug().Err(err).Msg("reading revlog failed")

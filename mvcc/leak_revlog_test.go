@@ -217,7 +217,18 @@ func (e gatedReads) GetAll(ctx context.Context, table string, keys [][]byte) ([]
 }
 
 func (e gatedReads) Subscribe(ctx context.Context, table string, _ func(key, value []byte), onLost func(error)) (mvcc.Subscription, error) {
-	return e.Engine.Subscribe(ctx, table, func(_, _ []byte) {}, onLost)
+	sub, err := e.Engine.Subscribe(ctx, table, func(_, _ []byte) {}, onLost)
+	return gatedSubscription{sub, e}, err
+}
+
+// gatedSubscription's reads (the feed's) are held as the engine's are.
+type gatedSubscription struct {
+	mvcc.Subscription
+	e gatedReads
+}
+
+func (s gatedSubscription) GetAll(ctx context.Context, table string, keys [][]byte) ([][]byte, error) {
+	return s.e.GetAll(ctx, table, keys)
 }
 
 // TestNodeBehindCompactionSaysSo: a node that could not read the revisions

@@ -2,8 +2,9 @@
 // client: every table is a TRANSACTIONAL cache, keys and values are Ignite
 // byte[] (byte-exact, content-hashed by the server: see ignite/NOTES.md),
 // transactions are PESSIMISTIC REPEATABLE_READ, each on a connection of its
-// own taken from a pool, and subscriptions are continuous queries on a
-// dedicated connection.
+// own taken from a pool, subscriptions are continuous queries on a
+// dedicated connection (which also carries the change feed's reads), and
+// the readers' requests share a third.
 package engine
 
 import (
@@ -169,7 +170,20 @@ func (e *Engine) Scan(ctx context.Context, table string, fn func(key, value []by
 	}))
 }
 
-type subscription struct{ q *client.ContinuousQuery }
+type subscription struct {
+	e *Engine
+	q *client.ContinuousQuery
+}
+
+// GetAll reads over the feed's connection.
+func (s subscription) GetAll(ctx context.Context, table string, keys [][]byte) ([][]byte, error) {
+	cc, err := s.e.cache(ctx, s.e.feed, table)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := cc.GetAllBytes(ctx, keys)
+	return vals, wrap(err)
+}
 
 func (s subscription) Cancel() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -200,7 +214,7 @@ func (e *Engine) Subscribe(ctx context.Context, table string, onPut func(key, va
 	if err != nil {
 		return nil, wrap(err)
 	}
-	return subscription{q}, nil
+	return subscription{e: e, q: q}, nil
 }
 
 // Begin takes a connection from the pool and starts a pessimistic,

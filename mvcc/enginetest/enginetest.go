@@ -207,6 +207,12 @@ func testSubscribe(t *testing.T, newEngine func(*testing.T) (mvcc.Engine, string
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The feed reads what it was told of over the subscription.
+	vals, err := sub.GetAll(ctx, p+"feed", [][]byte{[]byte("k3"), []byte("rolled")})
+	must(t, err)
+	if string(vals[0]) != "v3" || vals[1] != nil {
+		t.Fatalf("subscription GetAll = %q, want v3 and nil", vals)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for i := 0; i < 5; i++ {
