@@ -90,12 +90,6 @@ func decodeCounterValue(b []byte) (counterValue, error) {
 	return counterValue{}, fmt.Errorf("mvcc: bad revision counter of %d bytes", len(b))
 }
 
-// decodeCounter decodes the counter's revision.
-func decodeCounter(b []byte) (int64, error) {
-	c, err := decodeCounterValue(b)
-	return c.last, err
-}
-
 // newNonce returns a random nonce; 0 is reserved for legacy entries.
 func newNonce() uint64 {
 	for {
@@ -148,7 +142,7 @@ type groupSpan struct {
 const spanSize = 24
 
 // encodeRevlogEntry is a revlog entry of a group: its span, then the
-// revision's events (marshalled) as encodeEvents writes them.
+// revision's events (marshalled) as appendEvents writes them.
 func encodeRevlogEntry(sp groupSpan, events [][]byte) []byte {
 	b := make([]byte, spanSize, spanSize+joinedSize(events))
 	binary.BigEndian.PutUint64(b, uint64(sp.first))
@@ -216,22 +210,12 @@ func decodeHistoryKey(b []byte) (rev int64, sub int, err error) {
 
 var errBadEvents = errors.New("mvcc: malformed revlog entry")
 
-// encodeEvents writes a revision's events as a count followed by
-// length-prefixed mvccpb.Event messages, in sub-revision order.
-func encodeEvents(evs []*mvccpb.Event) []byte {
-	ms := make([][]byte, len(evs))
-	for i, ev := range evs {
-		ms[i], _ = ev.Marshal()
-	}
-	return joinEvents(ms)
-}
+// A revision's events are stored as a count followed by length-prefixed
+// mvccpb.Event messages, in sub-revision order (appendEvents); an entry of
+// an earlier version is that alone, one of this version has its group's
+// span before it (encodeRevlogEntry).
 
-// joinEvents is encodeEvents of events already marshalled.
-func joinEvents(ms [][]byte) []byte {
-	return appendEvents(make([]byte, 0, joinedSize(ms)), ms)
-}
-
-// joinedSize bounds the size of joinEvents(ms).
+// joinedSize bounds the size of appendEvents(nil, ms).
 func joinedSize(ms [][]byte) int {
 	size := binary.MaxVarintLen64
 	for _, m := range ms {
@@ -240,7 +224,7 @@ func joinedSize(ms [][]byte) int {
 	return size
 }
 
-// appendEvents appends joinEvents(ms) to b.
+// appendEvents appends the events ms (each marshalled) to b.
 func appendEvents(b []byte, ms [][]byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ms)))
 	for _, m := range ms {

@@ -50,7 +50,7 @@ func TestRevisionAndLeaseRecords(t *testing.T) {
 			t.Fatalf("revision %d round trip: %d %v", rev, got, err)
 		}
 	}
-	if c, _ := decodeCounter(nil); c != 1 {
+	if c, _ := decodeCounterValue(nil); c.last != 1 {
 		t.Fatalf("empty store counter = %d, want 1 (etcd's first revision)", c)
 	}
 	if c, _ := decodeCompact(nil); c != -1 {
@@ -115,4 +115,19 @@ func TestCounterAndRevlogRecords(t *testing.T) {
 	if _, legacyEvs, err := decodeRevlogEntry(11, 0, joinEvents(ms)); err != nil || len(legacyEvs) != 1 {
 		t.Fatalf("legacy entry: %v %v", legacyEvs, err)
 	}
+}
+
+// encodeEvents is a revision's events in the form of an earlier version's
+// revlog entry (and the part after the span of this version's).
+func encodeEvents(evs []*mvccpb.Event) []byte {
+	ms := make([][]byte, len(evs))
+	for i, ev := range evs {
+		ms[i], _ = ev.Marshal()
+	}
+	return joinEvents(ms)
+}
+
+// joinEvents is encodeEvents of events already marshalled.
+func joinEvents(ms [][]byte) []byte {
+	return appendEvents(make([]byte, 0, joinedSize(ms)), ms)
 }
