@@ -747,14 +747,19 @@ func TestOpsBinaryIgniteTLSAndAuth(t *testing.T) {
 	b.stop(t)
 }
 
+// laggingAndWriter starts two nodes on the Ignite double: "lagging", which
+// the test keeps from reading revlog (HoldReads), and "writer".
+func laggingAndWriter(t *testing.T) (env *testEnv, lagging, writer *embed.Node) {
+	env = newEnv(t, "ignite")
+	ignitetest.NeedDouble(t, env.double)
+	return env, env.startNode(t, nodeOptions{name: "lagging"}), env.startNode(t, nodeOptions{name: "writer"})
+}
+
 // TestOpsHealthFeedBehind: a node that learns of another node's write but
 // cannot read it from storage yet is unhealthy until it catches up, and
 // /metrics shows its lag.
 func TestOpsHealthFeedBehind(t *testing.T) {
-	env := newEnv(t, "ignite")
-	ignitetest.NeedDouble(t, env.double)
-	lagging := env.startNode(t, nodeOptions{name: "lagging"})
-	writer := env.startNode(t, nodeOptions{name: "writer"})
+	env, lagging, writer := laggingAndWriter(t)
 	base := lagging.ClientURLs()[0]
 	hc := &http.Client{Timeout: 10 * time.Second}
 	if code, body := httpGet(t, hc, base+"/health"); code != 200 {
@@ -788,10 +793,7 @@ func TestOpsHealthFeedBehind(t *testing.T) {
 // reloads the keyspace), and a node started afterwards serves the latest
 // state.
 func TestOpsLivezBehindCompaction(t *testing.T) {
-	env := newEnv(t, "ignite")
-	ignitetest.NeedDouble(t, env.double)
-	lagging := env.startNode(t, nodeOptions{name: "lagging"})
-	writer := env.startNode(t, nodeOptions{name: "writer"})
+	env, lagging, writer := laggingAndWriter(t)
 	base := lagging.ClientURLs()[0]
 	hc := &http.Client{Timeout: 10 * time.Second}
 	env.double.HoldReads(env.prefix + "revlog")
