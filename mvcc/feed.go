@@ -210,6 +210,14 @@ func (f *feed) confirm(nonce uint64, span groupSpan, revisions [][]*mvccpb.Event
 	}
 	f.mu.Unlock()
 	f.advance()
+	// Other nodes' groups committed meanwhile are the fetch loop's, which
+	// may have stopped at this one's revisions: make sure it looks again.
+	f.mu.Lock()
+	behind := f.buf != nil && f.buf.Released() < f.knownTop
+	f.mu.Unlock()
+	if behind {
+		poke(f.fetch)
+	}
 }
 
 // trustLocked queues revision rev's events for release.
@@ -420,10 +428,11 @@ func (f *feed) wantedKeysLocked(max int) [][]byte {
 		found := false
 		for nonce, g := range f.committed {
 			if g.first != 0 && g.first <= rev && rev <= g.last {
-				if f.committing[nonce] {
-					return keys // this node's commit brings it
+				// This node's own commit in flight brings its revisions;
+				// the groups after it are read meanwhile.
+				if !f.committing[nonce] {
+					keys = append(keys, revlogKey(rev, nonce))
 				}
-				keys = append(keys, revlogKey(rev, nonce))
 				found = true
 				break
 			}
