@@ -159,6 +159,9 @@ func (e *Engine) DropSubscriptions() {
 	}
 }
 
+// CreateTables does nothing: the engine's tables exist once written.
+func (e *Engine) CreateTables(ctx context.Context, tables ...string) error { return nil }
+
 // Close fails every later call and breaks subscriptions.
 func (e *Engine) Close() error {
 	e.mu.Lock()

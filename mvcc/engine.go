@@ -7,13 +7,18 @@ import (
 
 // Engine is the small transactional key-value store that etcd semantics are
 // written over (design brief section 8). Ignite implements it with the thin
-// client (package ignite/engine); memengine implements it in process. Tables
-// are created on first use; keys and values are opaque bytes whose equality is
-// byte-exact.
+// client (package ignite/engine); memengine implements it in process. Keys
+// and values are opaque bytes whose equality is byte-exact.
 //
 // The interface is declared here, by its user, so that nothing in this package
 // or in server/ ever depends on an engine's types.
 type Engine interface {
+	// CreateTables creates the tables that do not exist yet. The store calls
+	// it once, at Open, before any transaction: on Ignite, creating a cache
+	// waits for every open transaction to end (a partition map exchange),
+	// so a transaction that created one would wait for itself until its
+	// timeout. Other calls may not create tables.
+	CreateTables(ctx context.Context, tables ...string) error
 	// Begin starts a pessimistic, repeatable-read transaction. Every key read
 	// through it is locked until Commit or Rollback; a second transaction
 	// reading the same key waits. A transaction is used by one goroutine.

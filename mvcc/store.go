@@ -175,6 +175,13 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	s.tables.leases = cfg.Prefix + tableLeases
 
 	started := time.Now()
+	t := &s.tables
+	if err := eng.CreateTables(ctx, t.kv, t.history, t.revlog, t.meta, t.leases); err != nil {
+		return nil, err
+	}
+	if err := s.initCounter(ctx); err != nil {
+		return nil, err
+	}
 	// Subscribe first: every revision committed after the counter read
 	// below is then delivered by the feed; every one at or below it is in
 	// history, which the scan reads.
@@ -205,6 +212,29 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	s.lg.Info().Int64("revision", counter).Int64("compact_revision", s.CompactRevision()).
 		Dur("took", time.Since(started)).Msg("loaded keyspace from storage")
 	return s, nil
+}
+
+// initCounter writes the revision counter of an empty keyspace (revision 1)
+// if it is absent, in a transaction of its own: a write group then always
+// finds it and changes it by compare-and-swap. Seen on Ignite 2.17: a
+// put-if-absent and a replace-if-equals of one key in one transaction
+// commit as if neither had run, so the first group of a new keyspace, which
+// did exactly that, left no counter behind.
+func (s *Store) initCounter(ctx context.Context) error {
+	vals, err := s.eng.GetAll(ctx, s.tables.meta, [][]byte{metaRevision})
+	if err != nil || vals[0] != nil {
+		return err
+	}
+	tx, err := s.eng.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	// Another node may win the race: then the counter exists, as wanted.
+	if _, err := tx.Replace(ctx, s.tables.meta, metaRevision, nil, encodeCounter(counterValue{last: 1})); err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // Close stops the feed and the lease loop. The engine is the caller's.

@@ -306,6 +306,11 @@ func (g *writeGroup) claimCounter(solo bool) error {
 	if err != nil {
 		return err
 	}
+	if meta[0] == nil {
+		// Open wrote it; a claim by put-if-absent would be lost with the
+		// final compare-and-swap on Ignite (initCounter).
+		return fmt.Errorf("%w: the revision counter is missing from storage", ErrEngineUnavailable)
+	}
 	cv, err := decodeCounterValue(meta[0])
 	if err != nil {
 		return err

@@ -114,8 +114,22 @@ func wrap(err error) error {
 	return err
 }
 
+// CreateTables gets or creates each table's cache. Creating a cache is a
+// partition map exchange, which waits for every open transaction in the
+// cluster to end; seen on Ignite 2.17, a transaction whose first write
+// created its cache held its locks until its timeout. The store therefore
+// creates its tables here, at Open, before any transaction.
+func (e *Engine) CreateTables(ctx context.Context, tables ...string) error {
+	for _, t := range tables {
+		if _, err := e.cache(ctx, e.reads.Shared(), t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cache returns the named cache, creating it with the engine's configuration
-// on first use. Every node creates caches the same way, and get-or-create
+// on first use (CreateTables has normally done it). Every node creates caches the same way, and get-or-create
 // leaves an existing cache as it is, so nodes can start in any order.
 func (e *Engine) cache(ctx context.Context, c *client.Client, name string) (client.Cache, error) {
 	e.mu.Lock()
