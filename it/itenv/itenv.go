@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ type Env struct {
 var seq atomic.Int64
 
 // New returns a fresh keyspace on the backend kind; names prefixes its
-// tables (tests of a real cluster leave them behind).
+// tables. On a real cluster they are destroyed when the test ends.
 func New(t testing.TB, kind, name string) *Env {
 	env := &Env{Kind: kind, Prefix: fmt.Sprintf("%s-%d-%d-", name, time.Now().UnixNano(), seq.Add(1))}
 	switch kind {
@@ -45,10 +46,41 @@ func New(t testing.TB, kind, name string) *Env {
 		t.Cleanup(func() { env.Mem.Close() })
 	case "ignite":
 		env.Ignite, env.Double = ignitetest.Endpoints(t, ignitetest.Options{})
+		if env.Double == nil {
+			// Registered first, so it runs after the nodes have stopped.
+			// Every cache holds its partitions' memory on every server: a
+			// suite that left its hundreds behind filled a 1 GB data
+			// region and Ignite halted (checked on 2.17).
+			t.Cleanup(func() { env.destroyCaches(t) })
+		}
 	default:
 		t.Fatalf("unknown engine %q (want memory or ignite)", kind)
 	}
 	return env
+}
+
+// destroyCaches drops env's caches from the real cluster.
+func (env *Env) destroyCaches(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := ignclient.Connect(ctx, ignclient.Config{Endpoints: env.Ignite})
+	if err != nil {
+		t.Logf("cleaning up caches %s*: %v", env.Prefix, err)
+		return
+	}
+	defer c.Close()
+	names, err := c.CacheNames(ctx)
+	if err != nil {
+		t.Logf("cleaning up caches %s*: %v", env.Prefix, err)
+		return
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, env.Prefix) {
+			if err := c.DestroyCache(ctx, n); err != nil {
+				t.Logf("destroying cache %s: %v", n, err)
+			}
+		}
+	}
 }
 
 // Engine returns the engine a new node of env uses: the shared in-memory
