@@ -25,6 +25,7 @@
 # MEM (1; QUICK 0), MEM_KEYS (1000000), MEM_VAL (100), MEM_TIMEOUT (900),
 # REV (commit ignetcd is built from, HEAD; "worktree" builds the working tree as it is),
 # OUT (docs/performance.md; QUICK and OUT=- print only), IGNETCD_TEST_IGNITE (a real cluster),
+# IGNITE_PIDS (pids of Ignite server processes on this machine, counted in the Ignite rows' server CPU),
 # IGNETCD_BIN_CACHE / IGNETCD_ETCD_BIN / IGNETCD_BENCHMARK_BIN (as it/etcdbin: cached binaries).
 #
 # Binaries: etcd is it/etcdbin's (same cache, $HOME/.cache/ignetcd/bin/v3.6.16/etcd), built the same
@@ -39,7 +40,7 @@ ETCD_VERSION=v3.6.16
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 INVOCATION="$0${*:+ $*}"
-for v in QUICK TOTAL ROUNDS CLIENTS CONNS WATCH_PUTS RUN_TIMEOUT TARGETS MEM MEM_KEYS MEM_VAL MEM_TIMEOUT REV OUT IGNETCD_TEST_IGNITE; do
+for v in QUICK TOTAL ROUNDS CLIENTS CONNS WATCH_PUTS RUN_TIMEOUT TARGETS MEM MEM_KEYS MEM_VAL MEM_TIMEOUT REV OUT IGNETCD_TEST_IGNITE IGNITE_PIDS; do
 	[[ -n "${!v:-}" ]] && INVOCATION="$v=${!v} $INVOCATION"
 done
 
@@ -332,6 +333,9 @@ run_workload() { # TARGET WORKLOAD
 	if [[ $w == watch-latency ]]; then clients=10 conns=10 section="Watch events summary"; fi
 	# Server-side CPU (every process of the target: etcd; ignetcd node(s) and the double) per request.
 	local procs=("${TPIDS[$t]}" "${TPIDS2[$t]:-}" "${IGPIDS[$t]:-}") cpu0
+	# A real Ignite node on this machine (IGNITE_PIDS) is part of the Ignite targets' server.
+	# shellcheck disable=SC2206
+	[[ $t == ignetcd-ignite* && -n ${IGNITE_PIDS:-} ]] && procs+=($IGNITE_PIDS)
 	cpu0=$(cpu_ticks "${procs[@]}")
 	# shellcheck disable=SC2046
 	timeout -k 10 "$RUN_TIMEOUT" "$BENCHMARK_BIN" --endpoints="$EP" --clients="$clients" --conns="$conns" --precise \
@@ -512,7 +516,8 @@ report() {
 		"watchers; its req/s is events/s, fixed by the put rate, so no ratio). Ratios are to the \`etcd\` row" \
 		"(fsync on). \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable." \
 		"Server CPU is the user+system CPU time of every process of the target (etcd; the ignetcd node(s) and" \
-		"the ignitetest double) over the run, divided by the requests; the benchmark tool's own CPU is not in it."
+		"the ignitetest double, or the Ignite processes given in IGNITE_PIDS) over the run, divided by the" \
+		"requests; the benchmark tool's own CPU is not in it.${IGNETCD_TEST_IGNITE:+ Ignite: the cluster at $IGNETCD_TEST_IGNITE${IGNITE_PIDS:+ (server pids $IGNITE_PIDS on this machine)}, not the double.}"
 	if ((${#MEMROWS[@]} > 0)); then
 		echo
 		echo "Memory per key ($MEM_KEYS keys \`/bench/mem/%08d\`, $MEM_VAL B values, loaded 100 puts per Txn by 8 writers):"
