@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -322,5 +323,74 @@ func TestPool(t *testing.T) {
 	}
 	if e.srv != nil && len(e.srv.Conns()) > 3 {
 		t.Errorf("%d connections for a pool of 3", len(e.srv.Conns()))
+	}
+}
+
+// TestCacheCreationWaitsForLockingTx: creating a cache is a partition map
+// exchange, which waits until no transaction holds a lock (seen on Ignite
+// 2.17; ignite/NOTES.md). Another connection's creation waits for the commit;
+// a transaction that holds locks and creates a cache itself waits for itself
+// until its timeout rolls it back. ignetcd creates its tables before any
+// transaction because of this.
+func TestCacheCreationWaitsForLockingTx(t *testing.T) {
+	e := newEnv(t, ignitetest.Options{})
+	c, other := e.client(), e.client()
+	cc := e.cache(c, client.CacheConfig{})
+	ctx := ctxT(t)
+	tx, err := c.Begin(ctx, client.TxOptions{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.WithTx(tx).Put(ctx, []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	created := make(chan error, 1)
+	name := fmt.Sprintf("t-creation-%d", time.Now().UnixNano())
+	go func() {
+		_, err := other.GetOrCreateCache(ctx, client.CacheConfig{Name: name, Atomicity: client.Transactional})
+		created <- err
+	}()
+	t.Cleanup(func() { _ = other.DestroyCache(context.Background(), name) })
+	select {
+	case err := <-created:
+		t.Fatalf("cache created while a transaction held a lock (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-created:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cache creation still waiting after the commit")
+	}
+
+	// The same connection: the transaction's own lock holds its creation
+	// until the transaction times out.
+	tx, err = c.Begin(ctx, client.TxOptions{Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := cc.WithTx(tx).Put(ctx, []byte("k"), []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	name2 := name + "-self"
+	if _, err := c.GetOrCreateCache(ctx, client.CacheConfig{Name: name2, Atomicity: client.Transactional}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.DestroyCache(context.Background(), name2) })
+	if waited := time.Since(start); waited < 400*time.Millisecond {
+		t.Fatalf("creation inside a locking transaction returned after %v, before the transaction's timeout", waited)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("the transaction that waited for its own cache creation committed; want it rolled back by its timeout")
+	}
+	if v, _ := cc.Get(ctx, []byte("k")); string(v.([]byte)) != "v" {
+		t.Fatalf("k = %q after the timed-out transaction, want v", v)
 	}
 }

@@ -374,15 +374,26 @@ func (c *srvConn) createCache(cfg wire.CacheConfiguration, mustBeNew bool) error
 			partitions = int(a.Partitions)
 		}
 	}
-	st.caches[id] = &cache{
-		id: id, name: name, cfg: cfg,
-		atomic:     cfg.Int32(wire.PropAtomicityMode, wire.AtomicityAtomic) == wire.AtomicityAtomic,
-		partitions: partitions,
-		entries:    map[string]*entry{},
-		listeners:  map[*subscription]struct{}{},
+	var exists bool
+	err := st.exchangeLocked(func() {
+		if st.caches[id] != nil { // created by another request meanwhile
+			exists = true
+			return
+		}
+		st.caches[id] = &cache{
+			id: id, name: name, cfg: cfg,
+			atomic:     cfg.Int32(wire.PropAtomicityMode, wire.AtomicityAtomic) == wire.AtomicityAtomic,
+			partitions: partitions,
+			entries:    map[string]*entry{},
+			listeners:  map[*subscription]struct{}{},
+		}
+		st.topology.Minor++
+	})
+	if err == nil && exists && mustBeNew {
+		return &statusError{status: wire.StatusCacheExists,
+			msg: fmt.Sprintf("Failed to start cache (a cache with the same name is already started): %s", name)}
 	}
-	st.topology.Minor++
-	return nil
+	return err
 }
 
 func (c *srvConn) destroyCache(id int32) error {

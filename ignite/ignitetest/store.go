@@ -115,8 +115,14 @@ type store struct {
 	version  uint64
 	closed   chan struct{}
 
-	failCommit *string // fault: fail the next commit with this message
-	dropCommit *bool   // fault: drop the connection at the next commit; apply it first if true
+	// A cache being created is a partition map exchange: it waits until no
+	// transaction holds a lock, and new locks wait for it (exchange != nil).
+	// A transaction that holds locks and needs the new cache therefore waits
+	// for itself until its timeout, as on Ignite 2.17 (ignite/NOTES.md).
+	exchange   chan struct{} // closed when the running exchange ends
+	locksFreed chan struct{} // closed (and replaced) whenever locks are released
+	failCommit *string       // fault: fail the next commit with this message
+	dropCommit *bool         // fault: drop the connection at the next commit; apply it first if true
 	notify     func(events []pendingEvent)
 }
 
@@ -129,11 +135,44 @@ type pendingEvent struct {
 
 func newStore() *store {
 	return &store{
-		caches:   map[int32]*cache{},
-		topology: wire.TopologyVersion{Major: 1, Minor: 0},
-		locks:    map[lockKey]*lock{},
-		closed:   make(chan struct{}),
+		caches:     map[int32]*cache{},
+		topology:   wire.TopologyVersion{Major: 1, Minor: 0},
+		locks:      map[lockKey]*lock{},
+		closed:     make(chan struct{}),
+		locksFreed: make(chan struct{}),
 	}
+}
+
+// exchangeLocked runs fn once no transaction holds a lock, keeping new locks
+// from being taken meanwhile. Called with s.mu held; it is released while
+// waiting.
+func (s *store) exchangeLocked(fn func()) error {
+	for s.exchange != nil { // one exchange at a time
+		ch := s.exchange
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.closed:
+			s.mu.Lock()
+			return failed("Node is stopping")
+		}
+		s.mu.Lock()
+	}
+	s.exchange = make(chan struct{})
+	defer func() { close(s.exchange); s.exchange = nil }()
+	for len(s.locks) > 0 {
+		ch := s.locksFreed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.closed:
+			s.mu.Lock()
+			return failed("Node is stopping")
+		}
+		s.mu.Lock()
+	}
+	fn()
+	return nil
 }
 
 func (s *store) getCache(id int32) (*cache, error) {
@@ -186,6 +225,10 @@ func (s *store) releaseLocked(t *tx) {
 			delete(s.locks, k)
 		}
 	}
+	if len(t.held) > 0 {
+		close(s.locksFreed)
+		s.locksFreed = make(chan struct{})
+	}
 	t.held = map[lockKey]bool{}
 	if t.timer != nil {
 		t.timer.Stop()
@@ -220,6 +263,17 @@ func (s *store) acquire(t *tx, k lockKey) error {
 			return err
 		}
 		l := s.locks[k]
+		if l == nil && s.exchange != nil {
+			ch := s.exchange // a cache is being created: wait for it
+			s.mu.Unlock()
+			select {
+			case <-ch:
+			case <-t.abort:
+			case <-s.closed:
+				return failed("Node is stopping")
+			}
+			continue
+		}
 		if l == nil {
 			s.locks[k] = &lock{owner: t, released: make(chan struct{})}
 			t.held[k] = true
