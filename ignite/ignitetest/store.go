@@ -148,31 +148,31 @@ func newStore() *store {
 // waiting.
 func (s *store) exchangeLocked(fn func()) error {
 	for s.exchange != nil { // one exchange at a time
-		ch := s.exchange
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-s.closed:
-			s.mu.Lock()
-			return failed("Node is stopping")
+		if err := s.waitLocked(s.exchange); err != nil {
+			return err
 		}
-		s.mu.Lock()
 	}
 	s.exchange = make(chan struct{})
 	defer func() { close(s.exchange); s.exchange = nil }()
 	for len(s.locks) > 0 {
-		ch := s.locksFreed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-s.closed:
-			s.mu.Lock()
-			return failed("Node is stopping")
+		if err := s.waitLocked(s.locksFreed); err != nil {
+			return err
 		}
-		s.mu.Lock()
 	}
 	fn()
 	return nil
+}
+
+// waitLocked waits for ch to close, with s.mu released meanwhile.
+func (s *store) waitLocked(ch chan struct{}) error {
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	select {
+	case <-ch:
+		return nil
+	case <-s.closed:
+		return failed("Node is stopping")
+	}
 }
 
 func (s *store) getCache(id int32) (*cache, error) {
@@ -262,29 +262,21 @@ func (s *store) acquire(t *tx, k lockKey) error {
 			s.mu.Unlock()
 			return err
 		}
-		l := s.locks[k]
-		if l == nil && s.exchange != nil {
-			ch := s.exchange // a cache is being created: wait for it
-			s.mu.Unlock()
-			select {
-			case <-ch:
-			case <-t.abort:
-			case <-s.closed:
-				return failed("Node is stopping")
-			}
-			continue
-		}
-		if l == nil {
+		var ch chan struct{}
+		switch l := s.locks[k]; {
+		case l == nil && s.exchange != nil:
+			ch = s.exchange // a cache is being created: wait for it
+		case l == nil:
 			s.locks[k] = &lock{owner: t, released: make(chan struct{})}
 			t.held[k] = true
 			s.mu.Unlock()
 			return nil
-		}
-		if l.owner == t {
+		case l.owner == t:
 			s.mu.Unlock()
 			return nil
+		default:
+			ch = l.released
 		}
-		ch := l.released
 		s.mu.Unlock()
 		select {
 		case <-ch:
