@@ -210,14 +210,6 @@ func (f *feed) confirm(nonce uint64, span groupSpan, revisions [][]*mvccpb.Event
 	}
 	f.mu.Unlock()
 	f.advance()
-	// Other nodes' groups committed meanwhile are the fetch loop's, which
-	// may have stopped at this one's revisions: make sure it looks again.
-	f.mu.Lock()
-	behind := f.buf != nil && f.buf.Released() < f.knownTop
-	f.mu.Unlock()
-	if behind {
-		poke(f.fetch)
-	}
 }
 
 // trustLocked queues revision rev's events for release.

@@ -129,8 +129,9 @@ func (e *Engine) CreateTables(ctx context.Context, tables ...string) error {
 }
 
 // cache returns the named cache, creating it with the engine's configuration
-// on first use (CreateTables has normally done it). Every node creates caches the same way, and get-or-create
-// leaves an existing cache as it is, so nodes can start in any order.
+// on first use (CreateTables has normally done it). Every node creates caches
+// the same way, and get-or-create leaves an existing cache as it is, so nodes
+// can start in any order.
 func (e *Engine) cache(ctx context.Context, c *client.Client, name string) (client.Cache, error) {
 	e.mu.Lock()
 	st := e.caches[name]
