@@ -13,8 +13,8 @@ import (
 // can share one engine (design brief section 2).
 const (
 	tableKV      = "kv"      // user key → mvccpb.KeyValue, the latest version; absent when deleted
-	tableHistory = "history" // historyKey(rev, sub) → mvccpb.Event as written at that revision
-	tableRevlog  = "revlog"  // revlogKey(rev, nonce) → the group's span and every event of that revision (encodeRevlogEntry)
+	tableHistory = "history" // historyKey(rev, sub) → mvccpb.Event: below the compacted revision, the versions compaction kept (compact.go)
+	tableRevlog  = "revlog"  // revlogKey(rev, nonce) → the group's span and every event of that revision (encodeRevlogEntry), from the compacted revision on
 	tableMeta    = "meta"    // metaRevision → the last committed group (encodeCounter), metaCompact → 8-byte big-endian revision
 	tableLeases  = "leases"  // revisionKey(lease id) → encodeLease
 )

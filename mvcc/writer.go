@@ -395,8 +395,12 @@ func (g *writeGroup) leaseExists(id int64) (bool, error) {
 	return vals[0] != nil, nil
 }
 
-// write stages the group's changes: latest records, history, one revlog
-// entry per revision (which the change feed delivers) and the counter.
+// write stages the group's changes: latest records, one revlog entry per
+// revision (which the change feed delivers, and which holds the revision's
+// events for reads of history above the compacted revision) and the
+// counter. The history table is not written here: compaction writes to it
+// the versions it keeps below the compacted revision (compact.go), which
+// spares every group one bulk write under the counter's lock.
 func (g *writeGroup) write() error {
 	var puts []Entry
 	var removes [][]byte
@@ -411,11 +415,6 @@ func (g *writeGroup) write() error {
 	// A stable key order keeps lock acquisition deterministic.
 	slices.SortFunc(puts, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
 	slices.SortFunc(removes, bytes.Compare)
-	events := 0
-	for _, evs := range g.revisions {
-		events += len(evs)
-	}
-	hist := make([]Entry, 0, events)
 	revlog := make([]Entry, 0, len(g.revisions))
 	g.nonce = newNonce()
 	span := groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}
@@ -424,7 +423,6 @@ func (g *writeGroup) write() error {
 		ms := make([][]byte, len(evs))
 		for sub, ev := range evs {
 			ms[sub], _ = ev.Marshal()
-			hist = append(hist, Entry{Key: historyKey(rev, sub), Value: ms[sub]})
 		}
 		revlog = append(revlog, Entry{Key: revlogKey(rev, g.nonce), Value: encodeRevlogEntry(span, ms)})
 	}
@@ -438,9 +436,6 @@ func (g *writeGroup) write() error {
 		if err := etx.RemoveAll(ctx, t.kv, removes); err != nil {
 			return err
 		}
-	}
-	if err := etx.PutAll(ctx, t.history, hist); err != nil {
-		return err
 	}
 	if err := etx.PutAll(ctx, t.revlog, revlog); err != nil {
 		return err
