@@ -110,9 +110,13 @@ func (s *Store) writerLoop() {
 				}
 			}
 		}
-		st := &groupStages{prev: prev, committing: make(chan struct{}), done: make(chan struct{})}
+		st := &groupStages{prev: prev, committing: make(chan struct{}), done: make(chan struct{}),
+			mayJoin: !req.solo && next == nil}
 		go s.runGroup(group, st)
 		<-st.committing
+		if st.leftover != nil {
+			next = st.leftover
+		}
 		prev = st.done
 	}
 }
@@ -123,6 +127,12 @@ type groupStages struct {
 	committing chan struct{} // closed when the next group may start
 	done       chan struct{} // closed when this group has finished
 	once       sync.Once
+	// mayJoin lets requests queued while the group waited for the
+	// counter's lock join it (joinQueued); leftover is the solo request
+	// that ended the joining, for the writer loop to run next. Both are
+	// settled before committing closes.
+	mayJoin  bool
+	leftover *writeReq
 }
 
 func (st *groupStages) letNextStart() { st.once.Do(func() { close(st.committing) }) }
@@ -215,6 +225,9 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		finish(fmt.Errorf("%w: this node's view has not reached revision %d: %v", ErrEngineUnavailable, g.counter, err))
 		return
 	}
+	if st.mayJoin {
+		group = s.joinQueued(group, st)
+	}
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err // gave up before evaluation: not applied
@@ -273,6 +286,28 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		}
 	}
 	finish(err)
+}
+
+// joinQueued adds to a group the requests queued meanwhile, up to maxGroup,
+// in arrival order, once the group holds the counter's lock and is about
+// to evaluate: they arrived while it waited for the lock (the previous
+// group's commit, or other nodes' groups), and would otherwise wait for a
+// group of their own. Nothing is delayed to wait for them. A solo request
+// ends the joining and runs next, after this group.
+func (s *Store) joinQueued(group []*writeReq, st *groupStages) []*writeReq {
+	for len(group) < maxGroup {
+		select {
+		case r := <-s.writes:
+			if r.solo {
+				st.leftover = r
+				return group
+			}
+			group = append(group, r)
+		default:
+			return group
+		}
+	}
+	return group
 }
 
 // claimCounter locks the revision counter and sets a claim of this group's
