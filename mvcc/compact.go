@@ -251,12 +251,6 @@ func (s *Store) removeBatched(ctx context.Context, table string, keys [][]byte, 
 	})
 }
 
-func (s *Store) putBatched(ctx context.Context, table string, entries []Entry, batch int) error {
-	return s.inBatches(ctx, len(entries), batch, func(etx Txn, lo, hi int) error {
-		return etx.PutAll(ctx, table, entries[lo:hi])
-	})
-}
-
 // inBatches runs fn over the items [0, n) in transactions of at most batch
 // items each.
 func (s *Store) inBatches(ctx context.Context, n, batch int, fn func(etx Txn, lo, hi int) error) error {
