@@ -284,7 +284,7 @@ stop_target() { stop_pid "$TPID"; [[ -n ${TPID2:-} ]] && stop_pid "$TPID2"; TPID
 
 # ---------------------------------------------------------------- workloads
 WORKLOADS=(put-rand put-seq txn-put range-1key-lin range-1key-ser range-1000keys-limit100 watch-latency)
-declare -A RPS P50 P99 CPU NOTE
+declare -A RPS P50 P99 CPU TOOL NOTE
 RANGE_PREFIX=/bench/range/
 
 workload_args() { # WORKLOAD -> benchmark subcommand and flags
@@ -328,6 +328,20 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# children_cpu: sets CHILDREN_CPU to the user+system CPU seconds of this shell's finished children
+# so far (bash's `times`, which must run in this shell, not in a $(...): a subshell's children start
+# at zero). The benchmark tool's share of it is a gauge of the machine's speed during a cell: the
+# tool does the same work for every target, so a cell where it costs more ran in a slow spell of
+# this (shared) machine.
+children_cpu() {
+	times >"$WORK/times.txt"
+	CHILDREN_CPU=$(awk 'NR == 2 {
+		n = 0
+		for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); n += p[1] * 60 + p[2] }
+		printf "%.3f\n", n
+	}' "$WORK/times.txt")
+}
+
 run_workload() { # TARGET WORKLOAD
 	local t=$1 w=$2 f=$LOGS/$1.$2.txt rc clients=$CLIENTS conns=$CONNS section=""
 	if [[ $w == watch-latency ]]; then clients=10 conns=10 section="Watch events summary"; fi
@@ -337,11 +351,16 @@ run_workload() { # TARGET WORKLOAD
 	# shellcheck disable=SC2206
 	[[ $t == ignetcd-ignite* && -n ${IGNITE_PIDS:-} ]] && procs+=($IGNITE_PIDS)
 	cpu0=$(cpu_ticks "${procs[@]}")
+	local tool0
+	children_cpu
+	tool0=$CHILDREN_CPU
 	# shellcheck disable=SC2046
 	timeout -k 10 "$RUN_TIMEOUT" "$BENCHMARK_BIN" --endpoints="$EP" --clients="$clients" --conns="$conns" --precise \
 		$(workload_args "$w") >"$f" 2>"$LOGS/$1.$2.stderr"
 	rc=$?
-	local cpus=$(($(cpu_ticks "${procs[@]}") - cpu0))
+	local cpus=$(($(cpu_ticks "${procs[@]}") - cpu0)) tool
+	children_cpu
+	tool=$(awk -v a="$tool0" -v b="$CHILDREN_CPU" 'BEGIN { printf "%.2f", b - a }')
 	local rps p50 p99 errs
 	read -r rps p50 p99 errs < <(parse "$f" "$section")
 	local note=""
@@ -354,11 +373,14 @@ run_workload() { # TARGET WORKLOAD
 	# One value per round; the table shows the median of each column.
 	if [[ -z $note && $rps != - ]]; then
 		RPS[$w,$t]="${RPS[$w,$t]:-} $rps" P50[$w,$t]="${P50[$w,$t]:-} $p50" P99[$w,$t]="${P99[$w,$t]:-} $p99"
-		[[ $w != watch-latency ]] && CPU[$w,$t]="${CPU[$w,$t]:-} $(awk -v c="$cpus" -v hz="$CLK_TCK" -v n="$TOTAL" 'BEGIN { printf "%.0f", c / hz * 1e6 / n }')"
+		if [[ $w != watch-latency ]]; then
+			CPU[$w,$t]="${CPU[$w,$t]:-} $(awk -v c="$cpus" -v hz="$CLK_TCK" -v n="$TOTAL" 'BEGIN { printf "%.0f", c / hz * 1e6 / n }')"
+			TOOL[$w,$t]="${TOOL[$w,$t]:-} $(awk -v c="$tool" -v n="$TOTAL" 'BEGIN { printf "%.0f", c * 1e6 / n }')"
+		fi
 	fi
 	[[ -n $note ]] && NOTE[$w,$t]="${NOTE[$w,$t]:+${NOTE[$w,$t]}; }round $ROUND: $note"
 	cp "$f" "$LOGS/$1.$2.round$ROUND.txt"
-	log "  $t: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, server CPU $cpus ticks $note"
+	log "  $t: ${rps} req/s, p50 ${p50} ms, p99 ${p99} ms, server CPU $cpus ticks, tool CPU ${tool} s $note"
 }
 
 # All targets run side by side (idle ones cost next to nothing) and each workload is run against
@@ -474,18 +496,18 @@ fmt_ratio() { # A B -> A/B with two decimals, or -
 }
 table() {
 	local w t r
-	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | server CPU µs/req | note |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | server CPU µs/req | tool CPU µs/req | note |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 	for w in "${WORKLOADS[@]}"; do
 		for t in $TARGETS; do
-			local rps p50 p99 erps ep99 rr pr cpu
+			local rps p50 p99 erps ep99 rr pr cpu tool
 			rps=$(median ${RPS[$w,$t]:-}) p50=$(median ${P50[$w,$t]:-}) p99=$(median ${P99[$w,$t]:-})
-			cpu=$(median ${CPU[$w,$t]:-})
+			cpu=$(median ${CPU[$w,$t]:-}) tool=$(median ${TOOL[$w,$t]:-})
 			erps=$(median ${RPS[$w,etcd]:-}) ep99=$(median ${P99[$w,etcd]:-})
 			rr=$(fmt_ratio "$rps" "$erps")
 			pr=$(fmt_ratio "$p99" "$ep99")
 			[[ $w == watch-latency ]] && rr="n/a"
-			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | $cpu | ${NOTE[$w,$t]:-} |"
+			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | $cpu | $tool | ${NOTE[$w,$t]:-} |"
 		done
 	done
 }
@@ -517,7 +539,8 @@ report() {
 		"(fsync on). \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable." \
 		"Server CPU is the user+system CPU time of every process of the target (etcd; the ignetcd node(s) and" \
 		"the ignitetest double, or the Ignite processes given in IGNITE_PIDS) over the run, divided by the" \
-		"requests; the benchmark tool's own CPU is not in it.${IGNETCD_TEST_IGNITE:+ Ignite: the cluster at $IGNETCD_TEST_IGNITE${IGNITE_PIDS:+ (server pids $IGNITE_PIDS on this machine)}, not the double.}"
+		"requests; the benchmark tool's own CPU is not in it: it is the next column, the same work for every" \
+		"target, so a cell where it is high ran while this machine was slow.${IGNETCD_TEST_IGNITE:+ Ignite: the cluster at $IGNETCD_TEST_IGNITE${IGNITE_PIDS:+ (server pids $IGNITE_PIDS on this machine)}, not the double.}"
 	if ((${#MEMROWS[@]} > 0)); then
 		echo
 		echo "Memory per key ($MEM_KEYS keys \`/bench/mem/%08d\`, $MEM_VAL B values, loaded 100 puts per Txn by 8 writers):"
