@@ -9,7 +9,8 @@
 #                  benchmark's clients spread over both: how frontends share the revision counter
 #   ignetcd-ignite-2nodes-apart  the same two nodes on the same Ignite, each with its own keyspace
 #                  (nothing shared): with -2nodes, isolates what sharing one keyspace costs (writes only)
-# in one run on this machine, then prints one table (req/s, p50, p99, ratios to etcd) and, with
+# in one run on this machine, then prints one table (req/s, p50, p99, ratios to etcd, the server's and
+# the benchmark tool's CPU per request; the tool's is a gauge of the machine's speed) and, with
 # MEM=1, the memory per key for 1M keys. Not part of CI: it takes minutes and wants an idle machine.
 #
 #   bench/run.sh              full run (~25 min on 2 cores), writes the results into docs/performance.md
