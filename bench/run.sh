@@ -332,8 +332,8 @@ CLK_TCK=$(getconf CLK_TCK)
 # children_cpu: sets CHILDREN_CPU to the user+system CPU seconds of this shell's finished children
 # so far (bash's `times`, which must run in this shell, not in a $(...): a subshell's children start
 # at zero). The benchmark tool's share of it is a gauge of the machine's speed during a cell: the
-# tool does the same work for every target, so a cell where it costs more ran in a slow spell of
-# this (shared) machine.
+# tool does the same work for a target in every round, so a cell where it costs more than in that
+# target's other rounds ran in a slow spell of this (shared) machine.
 children_cpu() {
 	times >"$WORK/times.txt"
 	CHILDREN_CPU=$(awk 'NR == 2 {
@@ -540,8 +540,9 @@ report() {
 		"(fsync on). \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable." \
 		"Server CPU is the user+system CPU time of every process of the target (etcd; the ignetcd node(s) and" \
 		"the ignitetest double, or the Ignite processes given in IGNITE_PIDS) over the run, divided by the" \
-		"requests; the benchmark tool's own CPU is not in it: it is the next column, the same work for every" \
-		"target, so a cell where it is high ran while this machine was slow.${IGNETCD_TEST_IGNITE:+ Ignite: the cluster at $IGNETCD_TEST_IGNITE${IGNITE_PIDS:+ (server pids $IGNITE_PIDS on this machine)}, not the double.}"
+		"requests; the benchmark tool's own CPU is not in it: it is the next column, the same work for a target" \
+		"in every round, so a cell where it is higher than in that target's other rounds or runs ran while this" \
+		"machine was slow.${IGNETCD_TEST_IGNITE:+ Ignite: the cluster at $IGNETCD_TEST_IGNITE${IGNITE_PIDS:+ (server pids $IGNITE_PIDS on this machine)}, not the double.}"
 	if ((${#MEMROWS[@]} > 0)); then
 		echo
 		echo "Memory per key ($MEM_KEYS keys \`/bench/mem/%08d\`, $MEM_VAL B values, loaded 100 puts per Txn by 8 writers):"
