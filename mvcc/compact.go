@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -101,8 +100,7 @@ func (s *Store) keepHistory(ctx context.Context, rev int64) error {
 	var versions []keyVersion // shared and immutable: marshalled after the lock
 	s.mu.RLock()
 	s.ix.tree.Ascend(func(ki *keyIndex) bool {
-		// The newest version at or below rev.
-		i := sort.Search(len(ki.versions), func(i int) bool { return ki.versions[i].kv.ModRevision > rev })
+		i := ki.upTo(rev) // the newest version at or below rev is i-1
 		if i == 0 {
 			return true
 		}

@@ -21,11 +21,16 @@ type keyVersion struct {
 
 func isTombstone(kv *mvccpb.KeyValue) bool { return kv.CreateRevision == 0 }
 
+// upTo returns how many of the key's versions were written at or before
+// rev; the last of them is the one visible at rev.
+func (ki *keyIndex) upTo(rev int64) int {
+	return sort.Search(len(ki.versions), func(i int) bool { return ki.versions[i].kv.ModRevision > rev })
+}
+
 // at returns the key's live KeyValue at revision rev, or nil when the key did
 // not exist then.
 func (ki *keyIndex) at(rev int64) *mvccpb.KeyValue {
-	// First version written after rev; the one before it is visible at rev.
-	i := sort.Search(len(ki.versions), func(i int) bool { return ki.versions[i].kv.ModRevision > rev })
+	i := ki.upTo(rev)
 	if i == 0 {
 		return nil
 	}
@@ -52,7 +57,7 @@ func (ki *keyIndex) latest() *mvccpb.KeyValue {
 // at or below rev survives unless it is a tombstone, as in etcd, so reads at
 // any revision >= rev answer as before. It returns the dropped versions.
 func (ki *keyIndex) compact(rev int64) []keyVersion {
-	i := sort.Search(len(ki.versions), func(i int) bool { return ki.versions[i].kv.ModRevision > rev })
+	i := ki.upTo(rev)
 	if i == 0 {
 		return nil
 	}

@@ -184,7 +184,8 @@ func Open(ctx context.Context, eng Engine, cfg Config) (*Store, error) {
 	}
 	// Subscribe first: every revision committed after the counter read
 	// below is then delivered by the feed; every one at or below it is in
-	// history, which the scan reads.
+	// revlog (or, below the compacted revision, history), which the load
+	// reads.
 	s.feed = newFeed(s)
 	if err := s.feed.subscribe(ctx); err != nil {
 		return nil, err

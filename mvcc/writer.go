@@ -96,19 +96,7 @@ func (s *Store) writerLoop() {
 		}
 		group := []*writeReq{req}
 		if !req.solo {
-		fill:
-			for len(group) < maxGroup {
-				select {
-				case r := <-s.writes:
-					if r.solo {
-						next = r
-						break fill
-					}
-					group = append(group, r)
-				default:
-					break fill
-				}
-			}
+			group, next = s.takeQueued(group)
 		}
 		st := &groupStages{prev: prev, committing: make(chan struct{}), done: make(chan struct{}),
 			mayJoin: !req.solo && next == nil}
@@ -128,7 +116,7 @@ type groupStages struct {
 	done       chan struct{} // closed when this group has finished
 	once       sync.Once
 	// mayJoin lets requests queued while the group waited for the
-	// counter's lock join it (joinQueued); leftover is the solo request
+	// counter's lock join it (takeQueued); leftover is the solo request
 	// that ended the joining, for the writer loop to run next. Both are
 	// settled before committing closes.
 	mayJoin  bool
@@ -226,7 +214,11 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		return
 	}
 	if st.mayJoin {
-		group = s.joinQueued(group, st)
+		// Requests queued while the group waited for the counter's lock
+		// (the previous group's commit, or other nodes' groups) join it
+		// rather than wait for a group of their own; nothing is delayed
+		// to wait for them.
+		group, st.leftover = s.takeQueued(group)
 	}
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
@@ -288,26 +280,22 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	finish(err)
 }
 
-// joinQueued adds to a group the requests queued meanwhile, up to maxGroup,
-// in arrival order, once the group holds the counter's lock and is about
-// to evaluate: they arrived while it waited for the lock (the previous
-// group's commit, or other nodes' groups), and would otherwise wait for a
-// group of their own. Nothing is delayed to wait for them. A solo request
-// ends the joining and runs next, after this group.
-func (s *Store) joinQueued(group []*writeReq, st *groupStages) []*writeReq {
+// takeQueued adds to a group the requests already queued, in arrival order,
+// up to maxGroup, without waiting for more. A solo request ends it: it is
+// returned, to run next in a group of its own.
+func (s *Store) takeQueued(group []*writeReq) ([]*writeReq, *writeReq) {
 	for len(group) < maxGroup {
 		select {
 		case r := <-s.writes:
 			if r.solo {
-				st.leftover = r
-				return group
+				return group, r
 			}
 			group = append(group, r)
 		default:
-			return group
+			return group, nil
 		}
 	}
-	return group
+	return group, nil
 }
 
 // claimCounter locks the revision counter and sets a claim of this group's
