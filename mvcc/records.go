@@ -142,13 +142,37 @@ type groupSpan struct {
 const spanSize = 24
 
 // encodeRevlogEntry is a revlog entry of a group: its span, then the
-// revision's events (marshalled) as appendEvents writes them.
-func encodeRevlogEntry(sp groupSpan, events [][]byte) []byte {
-	b := make([]byte, spanSize, spanSize+joinedSize(events))
+// revision's events as decodeEvents reads them. It marshals each event
+// straight into the entry, and returns with it where each event's KeyValue
+// lies in it (nil for an event carrying a prev_kv): the kv table stores that
+// same encoding, so a write marshals each record once and allocates one
+// buffer per revision.
+func encodeRevlogEntry(sp groupSpan, evs []*mvccpb.Event) (entry []byte, kvs [][]byte) {
+	size := spanSize + binary.MaxVarintLen64
+	for _, ev := range evs {
+		size += binary.MaxVarintLen64 + ev.Size()
+	}
+	b := make([]byte, spanSize, size)
 	binary.BigEndian.PutUint64(b, uint64(sp.first))
 	binary.BigEndian.PutUint64(b[8:], uint64(sp.last))
 	binary.BigEndian.PutUint64(b[16:], sp.prev)
-	return appendEvents(b, events)
+	b = binary.AppendUvarint(b, uint64(len(evs)))
+	kvs = make([][]byte, len(evs))
+	for i, ev := range evs {
+		n := ev.Size()
+		b = binary.AppendUvarint(b, uint64(n))
+		at := len(b)
+		b = b[:at+n]
+		// Cannot fail: the buffer has exactly the size Size reported.
+		_, _ = ev.MarshalToSizedBuffer(b[at:])
+		// An Event is type, kv, prev_kv in field order, so without a
+		// prev_kv its KeyValue's encoding is the tail of its own.
+		if ev.PrevKv == nil && ev.Kv != nil {
+			end := at + n
+			kvs[i] = b[end-ev.Kv.Size() : end : end]
+		}
+	}
+	return b, kvs
 }
 
 // decodeRevlogEntry decodes the entry of revision rev; a legacy entry
@@ -210,30 +234,10 @@ func decodeHistoryKey(b []byte) (rev int64, sub int, err error) {
 
 var errBadEvents = errors.New("mvcc: malformed revlog entry")
 
-// A revision's events are stored as a count followed by length-prefixed
-// mvccpb.Event messages, in sub-revision order (appendEvents); an entry of
-// an earlier version is that alone, one of this version has its group's
-// span before it (encodeRevlogEntry).
-
-// joinedSize bounds the size of appendEvents(nil, ms).
-func joinedSize(ms [][]byte) int {
-	size := binary.MaxVarintLen64
-	for _, m := range ms {
-		size += binary.MaxVarintLen64 + len(m)
-	}
-	return size
-}
-
-// appendEvents appends the events ms (each marshalled) to b.
-func appendEvents(b []byte, ms [][]byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(ms)))
-	for _, m := range ms {
-		b = binary.AppendUvarint(b, uint64(len(m)))
-		b = append(b, m...)
-	}
-	return b
-}
-
+// decodeEvents reads a revision's events, stored as their count followed by
+// each mvccpb.Event message prefixed with its length (uvarints), in
+// sub-revision order. An entry of an earlier version is that alone; one of
+// this version has its group's span before it (encodeRevlogEntry).
 func decodeEvents(b []byte) ([]*mvccpb.Event, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {

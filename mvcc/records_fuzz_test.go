@@ -49,7 +49,8 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add(historyKey(7, 3))
 	f.Add(encodeCounter(counterValue{last: 9, first: 4, nonce: 1, claim: 2}))
 	f.Add(revlogKey(5, 8))
-	f.Add(encodeRevlogEntry(groupSpan{first: 2, last: 4, prev: 1}, nil))
+	entry, _ := encodeRevlogEntry(groupSpan{first: 2, last: 4, prev: 1}, nil)
+	f.Add(entry)
 	f.Add(encodeLease(leaseRecord{ttl: 60, renewed: 1 << 50}))
 	f.Add([]byte(`{"ID":1,"Name":"n","ClientURLs":["http://a"],"Expires":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

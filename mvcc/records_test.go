@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -99,20 +100,20 @@ func TestCounterAndRevlogRecords(t *testing.T) {
 		t.Fatal("a 16-byte revlog key of nonce 0 accepted")
 	}
 	evs := []*mvccpb.Event{{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte("k"), Value: []byte("v"), CreateRevision: 11, ModRevision: 11, Version: 1}}}
-	ms := make([][]byte, len(evs))
-	for i, ev := range evs {
-		ms[i], _ = ev.Marshal()
-	}
 	sp := groupSpan{first: 10, last: 12, prev: 5}
-	b := encodeRevlogEntry(sp, ms)
+	b, kvs := encodeRevlogEntry(sp, evs)
 	got, gotEvs, err := decodeRevlogEntry(11, 3, b)
 	if err != nil || got != sp || len(gotEvs) != 1 || gotEvs[0].Kv.String() != evs[0].Kv.String() {
 		t.Fatalf("revlog entry round trip: %+v %v %v", got, gotEvs, err)
 	}
+	// The kv table stores the record's encoding as found in the entry.
+	if want, _ := evs[0].Kv.Marshal(); len(kvs) != 1 || !bytes.Equal(kvs[0], want) {
+		t.Fatalf("the entry's record encoding: % X, want % X", kvs, want)
+	}
 	if _, _, err := decodeRevlogEntry(13, 3, b); err == nil {
 		t.Fatal("an entry outside the span it names accepted")
 	}
-	if _, legacyEvs, err := decodeRevlogEntry(11, 0, joinEvents(ms)); err != nil || len(legacyEvs) != 1 {
+	if _, legacyEvs, err := decodeRevlogEntry(11, 0, encodeEvents(evs)); err != nil || len(legacyEvs) != 1 {
 		t.Fatalf("legacy entry: %v %v", legacyEvs, err)
 	}
 }
@@ -120,14 +121,6 @@ func TestCounterAndRevlogRecords(t *testing.T) {
 // encodeEvents is a revision's events in the form of an earlier version's
 // revlog entry (and the part after the span of this version's).
 func encodeEvents(evs []*mvccpb.Event) []byte {
-	ms := make([][]byte, len(evs))
-	for i, ev := range evs {
-		ms[i], _ = ev.Marshal()
-	}
-	return joinEvents(ms)
-}
-
-// joinEvents is encodeEvents of events already marshalled.
-func joinEvents(ms [][]byte) []byte {
-	return appendEvents(make([]byte, 0, joinedSize(ms)), ms)
+	entry, _ := encodeRevlogEntry(groupSpan{}, evs)
+	return entry[spanSize:]
 }

@@ -220,14 +220,28 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		// to wait for them.
 		group, st.leftover = s.takeQueued(group)
 	}
+	// One request's writes, laid over the group's. The map is reused by the
+	// group's next request, since nothing reads it once the group has
+	// taken the writes in (or dropped them); a large one is not kept, so
+	// that clearing it stays cheap.
+	var overlay map[string]*mvccpb.KeyValue
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.err = err // gave up before evaluation: not applied
 			continue
 		}
+		if len(overlay) > 64 {
+			overlay = nil
+		}
+		if overlay == nil {
+			overlay = map[string]*mvccpb.KeyValue{}
+		}
+		clear(overlay)
 		v := &txnView{s: s, base: g, beginRev: g.rev, compactRev: g.compactRev, etx: etx, ctx: ctx,
-			overlay: map[string]*mvccpb.KeyValue{}}
-		if err := r.fn(v); err != nil {
+			overlay: overlay}
+		err := r.fn(v)
+		v.overlay = nil // the response and afterWrite need only changes
+		if err != nil {
 			r.err = err
 			if r.solo && v.otherWrites {
 				finish(nil) // a solo request is the whole group: roll back
@@ -240,7 +254,7 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		if len(v.changes) > 0 {
 			g.rev++
 			g.revisions = append(g.revisions, v.changes)
-			for k, kv := range v.overlay {
+			for k, kv := range overlay {
 				g.overlay[k] = kv
 			}
 		}
@@ -425,30 +439,40 @@ func (g *writeGroup) leaseExists(id int64) (bool, error) {
 // the versions it keeps below the compacted revision (compact.go), which
 // spares every group one bulk write under the counter's lock.
 func (g *writeGroup) write() error {
-	var puts []Entry
+	g.nonce = newNonce()
+	span := groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}
+	revlog := make([]Entry, 0, len(g.revisions))
+	puts := make([]Entry, 0, len(g.overlay))
 	var removes [][]byte
-	for k, kv := range g.overlay {
-		if isTombstone(kv) {
-			removes = append(removes, []byte(k))
-			continue
+	for i, evs := range g.revisions {
+		rev := g.counter + 1 + int64(i)
+		entry, kvs := encodeRevlogEntry(span, evs)
+		revlog = append(revlog, Entry{Key: revlogKey(rev, g.nonce), Value: entry})
+		// The kv table gets each key's last write in the group: the one
+		// event whose KeyValue the group's overlay holds.
+		for sub, ev := range evs {
+			if g.overlay[string(ev.Kv.Key)] != ev.Kv {
+				continue
+			}
+			if isTombstone(ev.Kv) {
+				removes = append(removes, ev.Kv.Key)
+				continue
+			}
+			b := kvs[sub]
+			if b == nil {
+				b, _ = ev.Kv.Marshal()
+			}
+			puts = append(puts, Entry{Key: ev.Kv.Key, Value: b})
 		}
-		b, _ := kv.Marshal()
-		puts = append(puts, Entry{Key: []byte(k), Value: b})
+	}
+	if len(puts)+len(removes) != len(g.overlay) {
+		// Every record is some event's KeyValue; should a change break
+		// that, the group fails rather than write a partial kv table.
+		return fmt.Errorf("mvcc: a write group has %d records, but only %d of its events are last writes", len(g.overlay), len(puts)+len(removes))
 	}
 	// A stable key order keeps lock acquisition deterministic.
 	slices.SortFunc(puts, func(a, b Entry) int { return bytes.Compare(a.Key, b.Key) })
 	slices.SortFunc(removes, bytes.Compare)
-	revlog := make([]Entry, 0, len(g.revisions))
-	g.nonce = newNonce()
-	span := groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}
-	for i, evs := range g.revisions {
-		rev := g.counter + 1 + int64(i)
-		ms := make([][]byte, len(evs))
-		for sub, ev := range evs {
-			ms[sub], _ = ev.Marshal()
-		}
-		revlog = append(revlog, Entry{Key: revlogKey(rev, g.nonce), Value: encodeRevlogEntry(span, ms)})
-	}
 	ctx, etx, t := g.ctx, g.etx, &g.s.tables
 	if len(puts) > 0 {
 		if err := etx.PutAll(ctx, t.kv, puts); err != nil {

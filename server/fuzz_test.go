@@ -180,8 +180,8 @@ func sameErr(a, b error) bool { return a == b || errors.Is(a, b) }
 func validateTxn(r *pb.TxnRequest, maxOps int) (ign, etcd error) {
 	ign = checkTxnRequest(r, maxOps)
 	if ign == nil {
-		if _, _, ign = checkIntervals(r.Success); ign == nil {
-			_, _, ign = checkIntervals(r.Failure)
+		if ign = checkBranch(r.Success); ign == nil {
+			ign = checkBranch(r.Failure)
 		}
 	}
 	etcd = etcdCheckTxnRequest(r, maxOps)

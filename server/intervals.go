@@ -5,6 +5,17 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
+// checkBranch is checkIntervals for a top-level txn branch. A branch of one
+// op that is not a nested txn cannot conflict with itself; most txns are
+// that, and are spared building checkIntervals' sets.
+func checkBranch(ops []*pb.RequestOp) error {
+	if len(ops) == 0 || len(ops) == 1 && ops[0].GetRequestTxn() == nil {
+		return nil
+	}
+	_, _, err := checkIntervals(ops)
+	return err
+}
+
 // checkIntervals rejects a txn branch that puts a key twice or puts a key a
 // delete in the same branch covers, descending into nested txns, exactly as
 // etcd's v3rpc checkIntervals does. Keys are compared as etcd's "affine"

@@ -276,11 +276,11 @@ func (t *txn) PutAll(ctx context.Context, table string, entries []mvcc.Entry) er
 	if err != nil {
 		return err
 	}
-	kvs := make([]client.KV, len(entries))
+	kvs := make([]wire.BytesKV, len(entries))
 	for i, en := range entries {
-		kvs[i] = client.KV{Key: en.Key, Value: en.Value}
+		kvs[i] = wire.BytesKV{Key: en.Key, Value: en.Value}
 	}
-	return wrap(cc.PutAll(ctx, kvs))
+	return wrap(cc.PutAllBytes(ctx, kvs))
 }
 
 // Replace is Ignite's REPLACE_IF_EQUALS inside the transaction; an absent

@@ -348,3 +348,27 @@ func TestFeatures(t *testing.T) {
 		t.Error("empty mask not empty")
 	}
 }
+
+// TestPutAllBytesEncodesAsPutAll: the byte[]-only PUT_ALL is the same frame
+// as the general one with the same entries (empty and nil values included).
+func TestPutAllBytesEncodesAsPutAll(t *testing.T) {
+	hdr := CacheHeader{CacheID: 7, Flags: CacheFlagTransactional, TxID: 3}
+	entries := []BytesKV{{[]byte("a"), []byte("value")}, {[]byte{0, 1}, []byte{}}, {[]byte("k"), nil}}
+	general := make([]KV, len(entries))
+	for i, e := range entries {
+		general[i] = KV{Key: e.Key, Value: e.Value}
+	}
+	for _, p := range []Proto{{Version: V1_7_0, Features: NewFeatures(FeatureHeartbeat)}, {Version: V1_2_0}} {
+		want, err := EncodeRequest(5, &CachePutAllRequest{CacheHeader: hdr, Entries: general}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := EncodeRequest(5, &CachePutAllBytesRequest{CacheHeader: hdr, Entries: entries}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("protocol %v: PUT_ALL of byte[] entries\n got % X\nwant % X", p, got, want)
+		}
+	}
+}
