@@ -13,13 +13,14 @@
 # the benchmark tool's CPU per request; the tool's is a gauge of the machine's speed) and, with
 # MEM=1, the memory per key for 1M keys. Not part of CI: it takes minutes and wants an idle machine.
 #
-#   bench/run.sh              full run (~25 min on 2 cores), writes the results into docs/performance.md
+#   bench/run.sh              full run (~30 min on 2 cores), writes the results into docs/performance.md
 #   QUICK=1 bench/run.sh      smoke run (~2 min), stdout only
 #
 # Knobs (environment): TOTAL (requests per workload, 100000; QUICK 2000: at 20000 a write cell lasts
 # about one second, the tool's own start-up is a third of its CPU and one GC or scheduler hiccup moves
-# the cell by 10 % or more), ROUNDS (3, the table shows
-# medians; QUICK 1), CLIENTS (100), CONNS (10),
+# the cell by 10 % or more), ROUNDS (5, the table shows medians: this host's speed swings by a third
+# within minutes, as the tool's CPU column shows, and a median of 5 outvotes a spell that hits two
+# rounds of one target; QUICK 1), CLIENTS (100), CONNS (10),
 # WATCH_PUTS (1000 at 100/s; QUICK 200), RUN_TIMEOUT (seconds per benchmark run, 180; QUICK 60),
 # TARGETS ("etcd etcd-nofsync ignetcd-mem ignetcd-ignite ignetcd-ignite-2nodes ignetcd-ignite-2nodes-apart"; QUICK runs
 # "etcd ignetcd-mem ignetcd-ignite"; "none": only MEM),
@@ -51,7 +52,7 @@ if [[ $QUICK == 1 ]]; then
 	TARGETS=${TARGETS:-"etcd ignetcd-mem ignetcd-ignite"} OUT=${OUT:--}
 fi
 TOTAL=${TOTAL:-100000}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CLIENTS=${CLIENTS:-100}
 CONNS=${CONNS:-10}
 VAL_SIZE=256
