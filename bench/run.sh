@@ -10,7 +10,8 @@
 #   ignetcd-ignite-2nodes-apart  the same two nodes on the same Ignite, each with its own keyspace
 #                  (nothing shared): with -2nodes, isolates what sharing one keyspace costs (writes only)
 # in one run on this machine, then prints one table (req/s, p50, p99, ratios to etcd, the server's and
-# the benchmark tool's CPU per request; the tool's is a gauge of the machine's speed) and, with
+# the benchmark tool's CPU per request, the tool's being a gauge of the machine's speed, and the heap
+# bytes the server allocated per request, which the machine's speed does not move) and, with
 # MEM=1, the memory per key for 1M keys. Not part of CI: it takes minutes and wants an idle machine.
 #
 #   bench/run.sh              full run (~30 min on 2 cores), writes the results into docs/performance.md
@@ -120,6 +121,17 @@ wait_healthy() { # URL PID NAME
 }
 
 heap_inuse() { curl -fs -m 5 "http://$1/metrics" | awk '/^go_memstats_heap_inuse_bytes / {printf "%.0f\n", $2; f = 1} END {if (!f) print 0}'; }
+# alloc_bytes ENDPOINTS: the Go heap bytes allocated so far by the servers at ENDPOINTS (comma-separated;
+# etcd's or ignetcd's /metrics, go_memstats_alloc_bytes_total), summed; "-" if one does not say.
+alloc_bytes() {
+	local e v sum=0
+	for e in ${1//,/ }; do
+		v=$(curl -fs -m 5 "http://$e/metrics" | awk '/^go_memstats_alloc_bytes_total / {printf "%.0f", $2}')
+		[[ -n $v ]] || { echo -; return; }
+		sum=$((sum + v))
+	done
+	echo "$sum"
+}
 rss_of() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # exec_clean_env CMD...: exec CMD without variables the servers would read as flags. Only for start_bg
@@ -286,7 +298,7 @@ stop_target() { stop_pid "$TPID"; [[ -n ${TPID2:-} ]] && stop_pid "$TPID2"; TPID
 
 # ---------------------------------------------------------------- workloads
 WORKLOADS=(put-rand put-seq txn-put range-1key-lin range-1key-ser range-1000keys-limit100 watch-latency)
-declare -A RPS P50 P99 CPU TOOL NOTE
+declare -A RPS P50 P99 CPU TOOL ALLOC NOTE
 RANGE_PREFIX=/bench/range/
 
 workload_args() { # WORKLOAD -> benchmark subcommand and flags
@@ -353,15 +365,17 @@ run_workload() { # TARGET WORKLOAD
 	# shellcheck disable=SC2206
 	[[ $t == ignetcd-ignite* && -n ${IGNITE_PIDS:-} ]] && procs+=($IGNITE_PIDS)
 	cpu0=$(cpu_ticks "${procs[@]}")
-	local tool0
+	local tool0 alloc0
+	alloc0=$(alloc_bytes "$EP")
 	children_cpu
 	tool0=$CHILDREN_CPU
 	# shellcheck disable=SC2046
 	timeout -k 10 "$RUN_TIMEOUT" "$BENCHMARK_BIN" --endpoints="$EP" --clients="$clients" --conns="$conns" --precise \
 		$(workload_args "$w") >"$f" 2>"$LOGS/$1.$2.stderr"
 	rc=$?
-	local cpus=$(($(cpu_ticks "${procs[@]}") - cpu0)) tool
+	local cpus=$(($(cpu_ticks "${procs[@]}") - cpu0)) tool alloc1
 	children_cpu
+	alloc1=$(alloc_bytes "$EP")
 	tool=$(awk -v a="$tool0" -v b="$CHILDREN_CPU" 'BEGIN { printf "%.2f", b - a }')
 	local rps p50 p99 errs
 	read -r rps p50 p99 errs < <(parse "$f" "$section")
@@ -378,6 +392,7 @@ run_workload() { # TARGET WORKLOAD
 		if [[ $w != watch-latency ]]; then
 			CPU[$w,$t]="${CPU[$w,$t]:-} $(awk -v c="$cpus" -v hz="$CLK_TCK" -v n="$TOTAL" 'BEGIN { printf "%.0f", c / hz * 1e6 / n }')"
 			TOOL[$w,$t]="${TOOL[$w,$t]:-} $(awk -v c="$tool" -v n="$TOTAL" 'BEGIN { printf "%.0f", c * 1e6 / n }')"
+			[[ $alloc0 != - && $alloc1 != - ]] && ALLOC[$w,$t]="${ALLOC[$w,$t]:-} $(((alloc1 - alloc0) / TOTAL))"
 		fi
 	fi
 	[[ -n $note ]] && NOTE[$w,$t]="${NOTE[$w,$t]:+${NOTE[$w,$t]}; }round $ROUND: $note"
@@ -498,18 +513,18 @@ fmt_ratio() { # A B -> A/B with two decimals, or -
 }
 table() {
 	local w t r
-	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | server CPU µs/req | tool CPU µs/req | note |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | server CPU µs/req | tool CPU µs/req | server alloc B/req | note |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for w in "${WORKLOADS[@]}"; do
 		for t in $TARGETS; do
-			local rps p50 p99 erps ep99 rr pr cpu tool
+			local rps p50 p99 erps ep99 rr pr cpu tool alloc
 			rps=$(median ${RPS[$w,$t]:-}) p50=$(median ${P50[$w,$t]:-}) p99=$(median ${P99[$w,$t]:-})
-			cpu=$(median ${CPU[$w,$t]:-}) tool=$(median ${TOOL[$w,$t]:-})
+			cpu=$(median ${CPU[$w,$t]:-}) tool=$(median ${TOOL[$w,$t]:-}) alloc=$(median ${ALLOC[$w,$t]:-})
 			erps=$(median ${RPS[$w,etcd]:-}) ep99=$(median ${P99[$w,etcd]:-})
 			rr=$(fmt_ratio "$rps" "$erps")
 			pr=$(fmt_ratio "$p99" "$ep99")
 			[[ $w == watch-latency ]] && rr="n/a"
-			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | $cpu | $tool | ${NOTE[$w,$t]:-} |"
+			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | $cpu | $tool | $alloc | ${NOTE[$w,$t]:-} |"
 		done
 	done
 }
@@ -543,7 +558,9 @@ report() {
 		"the ignitetest double, or the Ignite processes given in IGNITE_PIDS) over the run, divided by the" \
 		"requests; the benchmark tool's own CPU is not in it: it is the next column, the same work for a target" \
 		"in every round, so a cell where it is higher than in that target's other rounds or runs ran while this" \
-		"machine was slow.${IGNETCD_TEST_IGNITE:+ Ignite: the cluster at $IGNETCD_TEST_IGNITE${IGNITE_PIDS:+ (server pids $IGNITE_PIDS on this machine)}, not the double.}"
+		"machine was slow. Server alloc is the Go heap bytes the etcd or ignetcd process(es) allocated per request" \
+		"(go_memstats_alloc_bytes_total from their /metrics; the double's are not counted): unlike CPU time it" \
+		"does not depend on the machine's speed, and it drives the garbage collector's share of the CPU.${IGNETCD_TEST_IGNITE:+ Ignite: the cluster at $IGNETCD_TEST_IGNITE${IGNITE_PIDS:+ (server pids $IGNITE_PIDS on this machine)}, not the double.}"
 	if ((${#MEMROWS[@]} > 0)); then
 		echo
 		echo "Memory per key ($MEM_KEYS keys \`/bench/mem/%08d\`, $MEM_VAL B values, loaded 100 puts per Txn by 8 writers):"
