@@ -88,6 +88,7 @@ func TestRequestsQueuedDuringCounterWaitJoinTheGroup(t *testing.T) {
 
 			eng.armed.Store(true)
 			revs := make([]chan int64, len(tc.order))
+			requests := make([]func(), len(tc.order))
 			for i, op := range tc.order {
 				revs[i] = make(chan int64, 1)
 				var fn func() (*pb.ResponseHeader, error)
@@ -110,7 +111,7 @@ func TestRequestsQueuedDuringCounterWaitJoinTheGroup(t *testing.T) {
 						return r.Header, nil
 					}
 				}
-				go func() {
+				requests[i] = func() {
 					h, err := fn()
 					if err != nil {
 						t.Errorf("request %d (%c): %v", i, op, err)
@@ -118,22 +119,9 @@ func TestRequestsQueuedDuringCounterWaitJoinTheGroup(t *testing.T) {
 						return
 					}
 					revs[i] <- h.Revision
-				}()
-				if i == 0 {
-					select {
-					case <-eng.claiming: // the first group waits for the counter's lock
-					case <-ctx.Done():
-						t.Fatal("the first group never claimed the counter")
-					}
-					continue
-				}
-				for s.QueuedWrites() < i {
-					if ctx.Err() != nil {
-						t.Fatalf("request %d never queued", i)
-					}
-					time.Sleep(time.Millisecond)
 				}
 			}
+			startBehindHeldClaim(ctx, t, s, eng, requests)
 			close(eng.release)
 
 			for i := range tc.order {
@@ -146,5 +134,30 @@ func TestRequestsQueuedDuringCounterWaitJoinTheGroup(t *testing.T) {
 				t.Errorf("%d requests in %d groups, want %d in %d", reqs, groups, len(tc.order), tc.groups)
 			}
 		})
+	}
+}
+
+// startBehindHeldClaim starts each request in a goroutine of its own, in
+// order: the first one's group is held at its claim of the counter (eng is
+// armed), and each later one is started once the one before it is queued
+// behind that group. The caller lets the group go (close(eng.release)).
+func startBehindHeldClaim(ctx context.Context, t *testing.T, s *mvcc.Store, eng *slowCounterLock, requests []func()) {
+	t.Helper()
+	for i, request := range requests {
+		go request()
+		if i == 0 {
+			select {
+			case <-eng.claiming: // the first group waits for the counter's lock
+			case <-ctx.Done():
+				t.Fatal("the first group never claimed the counter")
+			}
+			continue
+		}
+		for s.QueuedWrites() < i {
+			if ctx.Err() != nil {
+				t.Fatalf("request %d never queued", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }

@@ -57,23 +57,11 @@ func TestKVTableHoldsEachKeysLatestRecord(t *testing.T) {
 		put("x", "1"),
 	}
 	errs := make(chan error, len(group))
+	requests := make([]func(), len(group))
 	for i, fn := range group {
-		go func() { errs <- fn() }()
-		if i == 0 {
-			select {
-			case <-eng.claiming:
-			case <-ctx.Done():
-				t.Fatal("the first group never claimed the counter")
-			}
-			continue
-		}
-		for s.QueuedWrites() < i {
-			if ctx.Err() != nil {
-				t.Fatalf("request %d never queued", i)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		requests[i] = func() { errs <- fn() }
 	}
+	startBehindHeldClaim(ctx, t, s, eng, requests)
 	close(eng.release)
 	for range group {
 		if err := <-errs; err != nil {
