@@ -298,7 +298,7 @@ stop_target() { stop_pid "$TPID"; [[ -n ${TPID2:-} ]] && stop_pid "$TPID2"; TPID
 
 # ---------------------------------------------------------------- workloads
 WORKLOADS=(put-rand put-seq txn-put range-1key-lin range-1key-ser range-1000keys-limit100 watch-latency)
-declare -A RPS P50 P99 CPU TOOL ALLOC NOTE
+declare -A RPS P50 P99 CPU TOOL ALLOC PAIRED ROUND_ETCD NOTE
 RANGE_PREFIX=/bench/range/
 
 workload_args() { # WORKLOAD -> benchmark subcommand and flags
@@ -389,6 +389,11 @@ run_workload() { # TARGET WORKLOAD
 	# One value per round; the table shows the median of each column.
 	if [[ -z $note && $rps != - ]]; then
 		RPS[$w,$t]="${RPS[$w,$t]:-} $rps" P50[$w,$t]="${P50[$w,$t]:-} $p50" P99[$w,$t]="${P99[$w,$t]:-} $p99"
+		# This round's ratio to etcd's cell of the same round (etcd runs first, so minutes apart at
+		# most, on the machine as it then was): their median cancels a slow spell over both cells.
+		[[ $t == etcd ]] && ROUND_ETCD[$w]=$rps
+		[[ $t != etcd && -n ${ROUND_ETCD[$w]:-} && ${ROUND_ETCD[$w]} != - ]] &&
+			PAIRED[$w,$t]="${PAIRED[$w,$t]:-} $(awk -v a="$rps" -v b="${ROUND_ETCD[$w]}" 'BEGIN { printf "%.2f", a / b }')"
 		if [[ $w != watch-latency ]]; then
 			CPU[$w,$t]="${CPU[$w,$t]:-} $(awk -v c="$cpus" -v hz="$CLK_TCK" -v n="$TOTAL" 'BEGIN { printf "%.0f", c / hz * 1e6 / n }')"
 			TOOL[$w,$t]="${TOOL[$w,$t]:-} $(awk -v c="$tool" -v n="$TOTAL" 'BEGIN { printf "%.0f", c * 1e6 / n }')"
@@ -434,6 +439,7 @@ run_all() {
 	LOADS="${LOADS:+$LOADS; }round $ROUND: $(cut -d' ' -f1 /proc/loadavg)"
 	for w in "${WORKLOADS[@]}"; do
 		log "round $ROUND/$ROUNDS: $w"
+		ROUND_ETCD[$w]=- # etcd's cell of this round, once it has run (run_workload)
 		for t in $TARGETS; do
 			[[ ${UP[$t]} == 1 ]] || continue
 			if ! kill -0 "${TPIDS[$t]}" 2>/dev/null; then
@@ -513,18 +519,20 @@ fmt_ratio() { # A B -> A/B with two decimals, or -
 }
 table() {
 	local w t r
-	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | p99 ÷ etcd | server CPU µs/req | tool CPU µs/req | server alloc B/req | note |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+	echo "| workload | target | req/s | p50 ms | p99 ms | req/s ÷ etcd | same, median of rounds | p99 ÷ etcd | server CPU µs/req | tool CPU µs/req | server alloc B/req | note |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 	for w in "${WORKLOADS[@]}"; do
 		for t in $TARGETS; do
-			local rps p50 p99 erps ep99 rr pr cpu tool alloc
+			local rps p50 p99 erps ep99 rr pr cpu tool alloc paired
 			rps=$(median ${RPS[$w,$t]:-}) p50=$(median ${P50[$w,$t]:-}) p99=$(median ${P99[$w,$t]:-})
 			cpu=$(median ${CPU[$w,$t]:-}) tool=$(median ${TOOL[$w,$t]:-}) alloc=$(median ${ALLOC[$w,$t]:-})
 			erps=$(median ${RPS[$w,etcd]:-}) ep99=$(median ${P99[$w,etcd]:-})
 			rr=$(fmt_ratio "$rps" "$erps")
+			paired=$(median ${PAIRED[$w,$t]:-})
+			[[ $t == etcd && $rr != - ]] && paired=1.00
 			pr=$(fmt_ratio "$p99" "$ep99")
-			[[ $w == watch-latency ]] && rr="n/a"
-			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $pr | $cpu | $tool | $alloc | ${NOTE[$w,$t]:-} |"
+			[[ $w == watch-latency ]] && rr="n/a" paired="n/a"
+			echo "| $w | $t | $rps | $p50 | $p99 | $rr | $paired | $pr | $cpu | $tool | $alloc | ${NOTE[$w,$t]:-} |"
 		done
 	done
 }
@@ -553,7 +561,9 @@ report() {
 	echo
 	echo "p50/p99 are the benchmark tool's latency percentiles (for watch-latency: put-to-event latency over all 100" \
 		"watchers; its req/s is events/s, fixed by the put rate, so no ratio). Ratios are to the \`etcd\` row" \
-		"(fsync on). \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable." \
+		"(fsync on): the first is the ratio of the medians, the second the median of each round's ratio to etcd's" \
+		"cell of the same round (run first, a minute or two earlier); on a machine whose speed drifts, the second" \
+		"compares cells that ran close together. \`etcd-nofsync\`, \`ignetcd-mem\` and the ignitetest double are not durable." \
 		"Server CPU is the user+system CPU time of every process of the target (etcd; the ignetcd node(s) and" \
 		"the ignitetest double, or the Ignite processes given in IGNITE_PIDS) over the run, divided by the" \
 		"requests; the benchmark tool's own CPU is not in it: it is the next column, the same work for a target" \
