@@ -42,11 +42,8 @@ func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, e
 	var cur int64
 	_, err := s.update(ctx, true, func(v *txnView) error {
 		cur = v.beginRev
-		switch {
-		case rev <= v.compactRev:
-			return ErrCompacted
-		case rev > v.beginRev:
-			return ErrFutureRev
+		if err := checkCompactRev(rev, v.compactRev, v.beginRev); err != nil {
+			return err
 		}
 		v.otherWrites = true
 		return v.etx.PutAll(v.ctx, s.tables.meta, []Entry{{Key: metaCompact, Value: revisionKey(rev)}})
@@ -75,6 +72,18 @@ func (s *Store) Compact(ctx context.Context, rev int64, physical bool) (int64, e
 	return cur, nil
 }
 
+// checkCompactRev is etcd's check of a compaction at rev, given the
+// compacted and the current revision.
+func checkCompactRev(rev, compacted, current int64) error {
+	switch {
+	case rev <= compacted:
+		return ErrCompacted
+	case rev > current:
+		return ErrFutureRev
+	}
+	return nil
+}
+
 // historyBatch bounds the entries of one transaction of compaction's.
 const historyBatch = 512
 
@@ -88,11 +97,8 @@ func (s *Store) keepHistory(ctx context.Context, rev int64) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case rev <= compact:
-		return ErrCompacted
-	case rev > counter:
-		return ErrFutureRev
+	if err := checkCompactRev(rev, compact, counter); err != nil {
+		return err
 	}
 	if err := s.waitFor(ctx, rev); err != nil {
 		return err

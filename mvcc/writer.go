@@ -230,13 +230,11 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 			r.err = err // gave up before evaluation: not applied
 			continue
 		}
-		if len(overlay) > 64 {
-			overlay = nil
-		}
-		if overlay == nil {
+		if overlay == nil || len(overlay) > 64 {
 			overlay = map[string]*mvccpb.KeyValue{}
+		} else {
+			clear(overlay)
 		}
-		clear(overlay)
 		v := &txnView{s: s, base: g, beginRev: g.rev, compactRev: g.compactRev, etx: etx, ctx: ctx,
 			overlay: overlay}
 		err := r.fn(v)
