@@ -266,9 +266,9 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	// (claimCounter), and finds otherwise if this group fails. It is known
 	// before the writes, so the next group starts now: its begin and claim
 	// overlap this group's writes and commit, and its claim is already
-	// waiting at the lock when this commit releases it, instead of being
-	// sent once the commit is under way (a round trip per group, about a
-	// tenth of a group's time).
+	// waiting at the lock when this commit releases it. Started at the
+	// commit, its begin took a round trip first, and its claim could reach
+	// the engine after the lock was free, a round trip late.
 	if len(g.revisions) > 0 {
 		g.nonce = newNonce()
 		g.final = encodeCounter(counterValue{last: g.rev, first: g.counter + 1, nonce: g.nonce})
