@@ -434,7 +434,7 @@ setup_target() {
 		log "  warming $t: $WARM puts"
 		# shellcheck disable=SC2046
 		timeout -k 10 "$RUN_TIMEOUT" "$BENCHMARK_BIN" --endpoints="$EP" --clients="$CLIENTS" --conns="$CONNS" \
-			$(workload_args put-rand | sed "s/--total $TOTAL/--total $WARM/") >"$LOGS/$t.warm.txt" 2>&1 ||
+			$(TOTAL=$WARM workload_args put-rand) >"$LOGS/$t.warm.txt" 2>&1 ||
 			log "  warming $t failed: $(tail -1 "$LOGS/$t.warm.txt")"
 	fi
 }

@@ -269,12 +269,11 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 	// waiting at the lock when this commit releases it. Started at the
 	// commit, its begin took a round trip first, and its claim could reach
 	// the engine after the lock was free, a round trip late.
+	s.nextCounter = g.counterRaw
 	if len(g.revisions) > 0 {
 		g.nonce = newNonce()
 		g.final = encodeCounter(counterValue{last: g.rev, first: g.counter + 1, nonce: g.nonce})
 		s.nextCounter = g.final
-	} else {
-		s.nextCounter = g.counterRaw
 	}
 	st.letNextStart()
 	if len(g.revisions) > 0 {
@@ -282,8 +281,6 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 			finish(err)
 			return
 		}
-	}
-	if len(g.revisions) > 0 {
 		s.feed.committingOwn(g.nonce)
 	}
 	err = etx.Commit(ctx)
@@ -505,7 +502,6 @@ func (g *writeGroup) write() error {
 	if err != nil {
 		return err
 	}
-	g.counterRaw = g.final
 	if !ok {
 		return fmt.Errorf("%w: the revision counter changed under its lock", ErrEngineUnavailable)
 	}
