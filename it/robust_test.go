@@ -589,30 +589,71 @@ func (h *robustHarness) resolveAndAttribute(ops []robustOp, ref []watchEvent, fi
 		st.history = append(st.history, h.porcupineOp(op))
 	}
 	// Every other revision must be explained by an operation whose outcome
-	// is unknown: a compaction CAS that put its value, or a delete of the
-	// keys it removed.
-	used := make([]bool, len(openUnknown))
+	// is unknown, each by a different one: a compaction CAS that put its
+	// value, or a delete of the keys it removed.
+	var revs []int64
+	var revEvents [][]watchEvent
 	for rev := int64(2); rev <= final; rev++ {
 		if attributed[rev] {
 			continue
 		}
-		evs := byRev[rev]
-		if len(evs) == 0 {
+		if len(byRev[rev]) == 0 {
 			h.violation("revision %d has no events in the watch stream", rev)
 			continue
 		}
-		explained := false
-		for i, op := range openUnknown {
-			if !used[i] && explains(op, evs) {
-				explained, used[i] = true, true
-				break
-			}
-		}
-		if !explained {
-			h.violation("revision %d (%s) was written by no operation the clients issued", rev, evLines(evs))
-		}
+		revs = append(revs, rev)
+		revEvents = append(revEvents, byRev[rev])
+	}
+	for _, i := range unexplained(openUnknown, revEvents) {
+		h.violation("revision %d (%s) was written by no operation the clients issued (%d unknown-outcome ops: %s)",
+			revs[i], evLines(revEvents[i]), len(openUnknown), opList(openUnknown))
 	}
 	return st
+}
+
+func opList(ops []robustOp) string {
+	var b strings.Builder
+	for i, op := range ops {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(op.in.String())
+	}
+	return b.String()
+}
+
+// unexplained assigns each revision (its events) a different op that
+// explains it, as many as can be, and returns the indexes of the revisions
+// left without one. It is a maximum bipartite matching (augmenting paths):
+// taking the first op that fits would wrongly leave a revision unexplained
+// when, say, a range delete took a one-key delete's revision although a
+// one-key delete op could have explained it instead.
+func unexplained(ops []robustOp, revs [][]watchEvent) []int {
+	opOf := make([]int, len(ops)) // the revision each op explains, or -1
+	for i := range opOf {
+		opOf[i] = -1
+	}
+	var assign func(r int, seen []bool) bool
+	assign = func(r int, seen []bool) bool {
+		for i, op := range ops {
+			if seen[i] || !explains(op, revs[r]) {
+				continue
+			}
+			seen[i] = true
+			if opOf[i] < 0 || assign(opOf[i], seen) {
+				opOf[i] = r
+				return true
+			}
+		}
+		return false
+	}
+	var left []int
+	for r := range revs {
+		if !assign(r, make([]bool, len(ops))) {
+			left = append(left, r)
+		}
+	}
+	return left
 }
 
 // explains reports whether an unknown-outcome op could have produced evs.
