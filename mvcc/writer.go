@@ -72,9 +72,9 @@ func (s *Store) submit(ctx context.Context, req *writeReq) (*txnView, error) {
 
 // writerLoop forms groups until the store stops. Two groups overlap: the
 // next one starts its transaction and asks for the counter's lock while the
-// one before it writes and commits, so the lock passes from one to the next
-// inside the engine, without a round trip back to this node in between (at a
-// few round trips per group, that is a quarter of a group's time). The lock
+// one before it commits, so the lock passes from one to the next inside the
+// engine, without a round trip back to this node in between (at a few
+// round trips per group, that is a quarter of a group's time). The lock
 // still orders them; the next one evaluates only once the one before has
 // finished (runGroup).
 func (s *Store) writerLoop() {
@@ -134,7 +134,6 @@ type writeGroup struct {
 	counterRaw []byte // its stored form with this group's claim, expected by the final compare-and-swap
 	prev       uint64 // the nonce of the group the counter named (records.go)
 	nonce      uint64 // this group's nonce, in its revlog keys and, once committed, the counter
-	final      []byte // the counter's stored form once this group commits (set before write)
 	compactRev int64
 	rev        int64                       // last revision assigned so far
 	overlay    map[string]*mvccpb.KeyValue // effects of the group's requests so far
@@ -262,25 +261,17 @@ func (s *Store) runGroup(group []*writeReq, st *groupStages) {
 		finish(nil)
 		return
 	}
-	// What the counter holds once this commits; the next group expects it
-	// (claimCounter), and finds otherwise if this group fails. It is known
-	// before the writes, so the next group starts now: its begin and claim
-	// overlap this group's writes and commit, and its claim is already
-	// waiting at the lock when this commit releases it. Started at the
-	// commit, its begin took a round trip first, and its claim could reach
-	// the engine after the lock was free, a round trip late.
-	s.nextCounter = g.counterRaw
-	if len(g.revisions) > 0 {
-		g.nonce = newNonce()
-		g.final = encodeCounter(counterValue{last: g.rev, first: g.counter + 1, nonce: g.nonce})
-		s.nextCounter = g.final
-	}
-	st.letNextStart()
 	if len(g.revisions) > 0 {
 		if err := g.write(); err != nil {
 			finish(err)
 			return
 		}
+	}
+	// What the counter holds once this commits; the next group expects it
+	// (claimCounter), and finds otherwise if the commit fails.
+	s.nextCounter = g.counterRaw
+	st.letNextStart()
+	if len(g.revisions) > 0 {
 		s.feed.committingOwn(g.nonce)
 	}
 	err = etx.Commit(ctx)
@@ -446,6 +437,7 @@ func (g *writeGroup) leaseExists(id int64) (bool, error) {
 // the versions it keeps below the compacted revision (compact.go), which
 // spares every group one bulk write under the counter's lock.
 func (g *writeGroup) write() error {
+	g.nonce = newNonce()
 	span := groupSpan{first: g.counter + 1, last: g.rev, prev: g.prev}
 	revlog := make([]Entry, 0, len(g.revisions))
 	puts := make([]Entry, 0, len(g.overlay))
@@ -498,10 +490,12 @@ func (g *writeGroup) write() error {
 	// with it in flight; ignite/NOTES.md), it finds the claim gone and
 	// changes nothing. Committed, it names this group's revisions and
 	// nonce: from then on, and only then, its revlog entries are trusted.
-	ok, err := etx.Replace(ctx, t.meta, metaRevision, g.counterRaw, g.final)
+	final := encodeCounter(counterValue{last: g.rev, first: span.first, nonce: g.nonce})
+	ok, err := etx.Replace(ctx, t.meta, metaRevision, g.counterRaw, final)
 	if err != nil {
 		return err
 	}
+	g.counterRaw = final
 	if !ok {
 		return fmt.Errorf("%w: the revision counter changed under its lock", ErrEngineUnavailable)
 	}
