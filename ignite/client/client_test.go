@@ -7,7 +7,9 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ignetcd/ignetcd/ignite/binary"
 	"github.com/ignetcd/ignetcd/ignite/client"
@@ -503,6 +505,60 @@ func TestContinuousQueryOrderAcrossPartitions(t *testing.T) {
 	}
 	e.srv.ResumeNotifications()
 	eventually(t, "event after resume", func() bool { mu.Lock(); defer mu.Unlock(); return len(keys) == 6 })
+}
+
+// TestNotificationBacklogGoesOnceDelayLifts: a backlog that a notification
+// delay built up (the double sends one event per delay) is sent at once when
+// the delay is lifted, and does not hold up the double's Close. Before, each
+// event of a batch taken under the delay still waited its turn: 40 events at
+// 500 ms took 20 s, and a 60 s run of the fault suite held Close for minutes.
+func TestNotificationBacklogGoesOnceDelayLifts(t *testing.T) {
+	e := newEnv(t, ignitetest.Options{Partitions: 1})
+	ignitetest.NeedDouble(t, e.srv)
+	c := e.client()
+	cc := e.cache(c, client.CacheConfig{})
+	ctx := ctxT(t)
+	var got atomic.Int64
+	q, err := cc.Listen(ctx, client.ContinuousQueryOptions{}, func(evs []client.Event) { got.Add(int64(len(evs))) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Cancel()
+	const n = 40
+	const delay = 500 * time.Millisecond
+	backlog := func() {
+		t.Helper()
+		// Paused, the commits queue as one batch; resumed under the delay,
+		// that batch is sent one event per delay.
+		e.srv.PauseNotifications()
+		for i := 0; i < n; i++ {
+			if err := cc.Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.srv.SetNotificationDelay(delay)
+		e.srv.ResumeNotifications()
+	}
+	backlog()
+	start := got.Load()
+	eventually(t, "the first delayed event", func() bool { return got.Load() > start })
+	e.srv.SetNotificationDelay(0)
+	lifted := time.Now()
+	for got.Load() < start+n {
+		if time.Since(lifted) > 3*time.Second {
+			t.Fatalf("%d of %d events 3 s after the delay was lifted (the rest would take %v more under it)", got.Load()-start, n, time.Duration(start+n-got.Load())*delay)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	backlog()
+	closed := make(chan struct{})
+	go func() { e.srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatalf("the double's Close still waiting 3 s after it began, with %d delayed events queued (%v under the delay)", n, n*delay)
+	}
 }
 
 // TestSlowListener: a callback that blocks does not hold up other requests

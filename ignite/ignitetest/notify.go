@@ -109,19 +109,26 @@ func (n *notifier) run(q *partQueue) {
 }
 
 // pass applies pause and delay to queued events and sends them, in order.
+// The delay is read again before each event: a batch taken while it was set
+// can be thousands of events long (a paused or slowed partition queues
+// everything committed meanwhile), and once the delay is lifted, or the
+// server stops, the rest goes at once instead of draining one delay at a
+// time (at 15 ms an event, a 60 s fault run left a backlog that held
+// Server.Close for minutes).
 func (n *notifier) pass(batch []pendingEvent) {
 	n.mu.Lock()
 	for n.paused && !n.stopped {
 		n.cond.Wait()
 	}
-	delay := n.delay
 	n.mu.Unlock()
-	if delay > 0 {
-		for _, ev := range batch {
-			time.Sleep(delay)
-			send(ev)
+	for len(batch) > 0 {
+		delay := n.currentDelay()
+		if delay == 0 {
+			break
 		}
-		return
+		time.Sleep(delay)
+		send(batch[0])
+		batch = batch[1:]
 	}
 	// Consecutive events of one subscription share one queue hand-off.
 	for i := 0; i < len(batch); {
@@ -170,6 +177,17 @@ func (n *notifier) setPaused(p bool) {
 	n.paused = p
 	n.mu.Unlock()
 	n.cond.Broadcast()
+}
+
+// currentDelay is the delay to apply before the next event: none once the
+// notifier is stopping.
+func (n *notifier) currentDelay() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped {
+		return 0
+	}
+	return n.delay
 }
 
 func (n *notifier) setDelay(d time.Duration) {

@@ -395,7 +395,10 @@ func (s *Server) PauseNotifications() { s.notif.setPaused(true) }
 // ResumeNotifications releases held notifications.
 func (s *Server) ResumeNotifications() { s.notif.setPaused(false) }
 
-// SetNotificationDelay delays every notification by d (0 to stop).
+// SetNotificationDelay makes each partition send its notifications one at a
+// time, d apart (0 to stop): a notification path slower than the commits,
+// whose backlog grows while the delay lasts. Lifting it (or Close) sends the
+// backlog at once.
 func (s *Server) SetNotificationDelay(d time.Duration) { s.notif.setDelay(d) }
 
 // ReorderNotifications collects the next n events
